@@ -1,0 +1,39 @@
+# The README's commands. `make run` and `make test` create .venv with Python 3.10 when it is
+# missing and install the pinned TFX 1.16 stack (constraints.txt) before doing their work.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= default
+PYTEST_ARGS ?=
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL ?= 1
+
+# python3.10 on PATH, else pyenv's, else a clear message.
+PYTHON310 := $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys' >/dev/null 2>&1 \
+	&& echo python3.10 || ls -d $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
+
+.PHONY: run test setup clean
+run: $(VENV)/.installed
+	$(PY) -m pipeline.run --profile $(PROFILE)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py constraints.txt
+	@if [ ! -x $(PY) ]; then \
+	  if [ -z "$(PYTHON310)" ]; then \
+	    echo "Python 3.10 is required (TFX 1.16 supports no newer Python). Install it, e.g." \
+	         "'pyenv install 3.10.13' or Debian/Ubuntu's python3.10 and python3.10-venv, then re-run." >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "Creating $(VENV) with $(PYTHON310)"; \
+	  $(PYTHON310) -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --upgrade 'pip==24.2'
+	$(PY) -m pip install -c constraints.txt -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf outputs

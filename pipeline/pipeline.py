@@ -1,0 +1,83 @@
+"""create_pipeline(config): the whole DAG as a pure function of a PipelineConfig.
+
+QuickDrawExampleGen -> StatisticsGen -> ExampleValidator <- ImportSchemaGen(schema/)
+                    -> Transform -> Trainer.<model> -> EmbeddingEvaluator.<model> -> Pusher.<model>
+"""
+import dataclasses
+import os
+from typing import Optional
+
+from tfx import v1 as tfx
+from tfx.orchestration import pipeline as tfx_pipeline
+
+from components.embedding_evaluator import EmbeddingEvaluator
+from components.quickdraw_example_gen import QuickDrawExampleGen
+from components.registry_pusher import RegistryPusher
+from pipeline.config import PipelineConfig
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schema')
+PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
+RUN_FN = 'models.trainer.run_fn'
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config: Optional[object] = None) -> tfx_pipeline.Pipeline:
+  """The TFX pipeline for `config`; `metadata_connection_config` defaults to SQLite."""
+  example_gen = QuickDrawExampleGen(
+      source=config.source, num_categories=config.num_categories,
+      train_per_category=config.train_per_category, test_per_category=config.test_per_category,
+      seed=config.seed, render_size=config.render_size, stroke_width=config.stroke_width,
+      categories=config.categories)
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  schema_importer = tfx.components.ImportSchemaGen(schema_file=os.path.join(
+      SCHEMA_DIR, 'schema.pbtxt'))
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_importer.outputs['schema'])
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'], schema=schema_importer.outputs['schema'],
+      preprocessing_fn=PREPROCESSING_FN, custom_config={'image_size': config.image_size},
+      # The Trainer applies the transform graph on the fly to the (small) PNG examples
+      # instead of reading materialized 128x128 float images.
+      materialize=False)
+  components = [example_gen, statistics_gen, schema_importer, example_validator, transform]
+
+  data = {'source': config.source, 'seed': config.seed, 'num_categories': config.num_categories,
+          'train_per_category': config.train_per_category,
+          'test_per_category': config.test_per_category, 'image_size': config.image_size}
+  for model_name in config.models:
+    training = config.training[model_name]
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs['examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema_importer.outputs['schema'],
+        train_args=tfx.proto.TrainArgs(splits=['train']),
+        eval_args=tfx.proto.EvalArgs(splits=['test']),
+        custom_config=dict(dataclasses.asdict(training), model_name=model_name,
+                           seed=config.seed, image_size=config.image_size),
+    ).with_id(f'Trainer.{model_name}')
+    evaluator = EmbeddingEvaluator(
+        examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+        model_name=model_name, min_test_accuracy=config.min_test_accuracy,
+        min_map=config.min_map, train_eval_max_examples=config.train_eval_max_examples,
+    ).with_id(f'EmbeddingEvaluator.{model_name}')
+    pusher = RegistryPusher(
+        model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.join(config.registry_dir, model_name))),
+        custom_config={'model_name': model_name, 'data': data},
+    ).with_id(f'Pusher.{model_name}')
+    components += [trainer, evaluator, pusher]
+
+  if metadata_connection_config is None:
+    metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path)
+  return tfx_pipeline.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=components,
+      enable_cache=config.enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(config.beam_pipeline_args))

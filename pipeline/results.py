@@ -1,0 +1,103 @@
+"""What a pipeline run did, read back from ML Metadata: executions, artifacts, metrics."""
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+import tensorflow as tf
+
+from components.embedding_evaluator import METRICS_FILE
+
+_STATES = metadata_store_pb2.Execution.State
+
+
+@dataclasses.dataclass
+class NodeRun:
+  """One component's execution in a run, with its output artifacts by output key."""
+  node_id: str
+  state: str
+  outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+  if not os.path.exists(metadata_path):
+    raise FileNotFoundError(f'{metadata_path}: no ML Metadata database; run the pipeline first.')
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str]:
+  """This pipeline's run ids, oldest first."""
+  pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
+  if pipeline is None:
+    return []
+  runs = [c for c in store.get_children_contexts_by_context(pipeline.id)
+          if c.type == 'pipeline_run'] or store.get_contexts_by_type('pipeline_run')
+  return [c.name for c in sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))]
+
+
+def node_runs(store: metadata_store.MetadataStore, pipeline_name: str,
+              run_id: Optional[str] = None) -> Dict[str, NodeRun]:
+  """Each component's execution in run `run_id` (default: the latest run), by node id."""
+  if run_id is None:
+    ids = run_ids(store, pipeline_name)
+    if not ids:
+      raise LookupError(f'no run of pipeline {pipeline_name!r} in this ML Metadata store')
+    run_id = ids[-1]
+  run = store.get_context_by_type_and_name('pipeline_run', run_id)
+  if run is None:
+    raise LookupError(f'no pipeline run {run_id!r}')
+  executions = store.get_executions_by_context(run.id)
+  events = store.get_events_by_execution_ids([e.id for e in executions])
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))}
+  result = {}
+  for execution in executions:
+    node = next((c.name for c in store.get_contexts_by_execution(execution.id)
+                 if c.type == 'node'), str(execution.id))
+    node_id = node[len(pipeline_name) + 1:] if node.startswith(pipeline_name + '.') else node
+    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    for event in events:
+      if event.execution_id == execution.id and event.type in (
+          metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
+        key = event.path.steps[0].key if event.path.steps else ''
+        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    result[node_id] = NodeRun(node_id, _STATES.Name(execution.last_known_state), outputs)
+  return result
+
+
+def model_summaries(nodes: Dict[str, NodeRun], model_names) -> List[dict]:
+  """Per model: the evaluator's metrics and where (and whether) the model was pushed."""
+  rows = []
+  for name in model_names:
+    row = {'model': name}
+    evaluation = nodes.get(f'EmbeddingEvaluator.{name}')
+    if evaluation and evaluation.outputs.get('evaluation'):
+      uri = evaluation.outputs['evaluation'][0].uri
+      with tf.io.gfile.GFile(os.path.join(uri, METRICS_FILE)) as f:
+        row.update(json.load(f))
+    pusher = nodes.get(f'Pusher.{name}')
+    pushed = pusher.outputs.get('pushed_model', [None])[0] if pusher else None
+    props = pushed.custom_properties if pushed is not None else {}
+    row['pushed'] = bool(props['pushed'].int_value) if 'pushed' in props else False
+    row['pushed_to'] = (props['pushed_destination'].string_value
+                        if 'pushed_destination' in props else '')
+    rows.append(row)
+  return rows
+
+
+def format_table(rows: List[dict]) -> str:
+  header = ('model', 'train acc', 'test acc', 'mAP (L2, fc_1)', 'chance', 'pushed to')
+  lines = []
+  for row in rows:
+    def pct(key):
+      return f'{row[key]:.1%}' if key in row else 'n/a'
+    where = row['pushed_to'] if row['pushed'] else 'not pushed (below thresholds)'
+    lines.append((row['model'], pct('train_accuracy'), pct('test_accuracy'),
+                  f"{row['map']:.3f}" if 'map' in row else 'n/a', pct('chance_accuracy'), where))
+  widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
+  render = lambda r: '  '.join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+  return '\n'.join([render(header), render(['-' * w for w in widths])] + [render(l) for l in lines])

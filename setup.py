@@ -1,0 +1,24 @@
+"""quickdraw-tfx: Quick, Draw! sketch classification and similarity search on TFX."""
+import setuptools
+
+setuptools.setup(
+    name='quickdraw-tfx',
+    version='0.1.0',
+    description='TFX pipeline: Quick, Draw! sampling, skNet/skResNet training, '
+                'leave-one-out retrieval mAP, model registry.',
+    python_requires='>=3.10,<3.11',
+    packages=setuptools.find_packages(include=['pipeline', 'components', 'models', 'serving']),
+    package_data={'components': ['data/*.txt']},
+    data_files=[('schema', ['schema/schema.pbtxt'])],
+    install_requires=[
+        'tfx[kfp]==1.16.0',
+        'apache-beam[gcp]==2.60.0',
+        'tensorflow==2.16.2',
+        'tf-keras==2.16.0',
+        'tensorflow-transform==1.16.0',
+        'pillow',
+        'scikit-learn',
+    ],
+    extras_require={'test': ['pytest']},
+    entry_points={'console_scripts': ['quickdraw-tfx=pipeline.run:main']},
+)
