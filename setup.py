@@ -9,7 +9,6 @@ setuptools.setup(
     python_requires='>=3.10,<3.11',
     packages=setuptools.find_packages(include=['pipeline', 'components', 'models', 'serving']),
     package_data={'components': ['data/*.txt']},
-    data_files=[('schema', ['schema/schema.pbtxt'])],
     install_requires=[
         'tfx[kfp]==1.16.0',
         'apache-beam[gcp]==2.60.0',

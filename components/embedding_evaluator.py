@@ -30,7 +30,8 @@ HEADLINE_METRICS = ('train_accuracy', 'test_accuracy', 'map')
 
 class Embeddings(types.Artifact):
   """fc_1 embeddings of the test split, with each drawing's id and category."""
-  TYPE_NAME = 'QuickDrawEmbeddings'
+  # <namespace>.<Name>: the form Kubeflow Pipelines v2 requires of custom artifact types.
+  TYPE_NAME = 'quickdraw.Embeddings'
 
 
 def _batches(examples: types.Artifact, split: str, batch_size: int,
@@ -64,7 +65,10 @@ def _run_split(embed, examples: types.Artifact, split: str, batch_size: int,
     if len(parts['id']) % 10 == 0:
       logging.info('EmbeddingEvaluator: %s split, %d drawings, %.1f/s', split, count,
                    count / (time.time() - start))
-  return {key: np.concatenate(value) for key, value in parts.items()}
+  result = {key: np.concatenate(value) for key, value in parts.items()}
+  for key in ('predicted', 'category', 'id'):  # bytes objects -> unicode: saved without pickle.
+    result[key] = np.char.decode(result[key].astype(np.bytes_), 'utf-8')
+  return result
 
 
 def _set_headline(artifact: types.Artifact, metrics: Dict[str, float]) -> None:

@@ -41,11 +41,13 @@ def sampling_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
                             custom_config)
   struct = struct_pb2.Struct()
   custom_config.custom_config.Unpack(struct)
-  return json_format.MessageToDict(struct)
+  # A Struct stores every number as a double: give the counts back as ints.
+  return {key: int(value) if isinstance(value, float) and value.is_integer() else value
+          for key, value in json_format.MessageToDict(struct).items()}
 
 
 class _SampleCategory(beam.DoFn):
-  """One category: read, deduplicate, sample, render. Main output: (split, Example)."""
+  """One category: read, deduplicate, sample, render. Main output: (split, serialized Example)."""
 
   MANIFEST = 'manifest'
 
@@ -55,12 +57,14 @@ class _SampleCategory(beam.DoFn):
   def process(self, category: str):
     c = self._config
     sample = quickdraw_data.sample_category(
-        c['source'], category, int(c['train_per_category']), int(c['test_per_category']),
-        int(c['seed']))
+        c['source'], category, c['train_per_category'], c['test_per_category'], c['seed'])
     for split, drawings in (('train', sample.train), ('test', sample.test)):
       for drawing_id, drawing in drawings:
-        png = quickdraw_data.render_png(drawing, int(c['render_size']), int(c['stroke_width']))
-        yield split, quickdraw_data.to_example(drawing_id, category, png)
+        png = quickdraw_data.render_png(drawing, c['render_size'], c['stroke_width'])
+        example = quickdraw_data.to_example(drawing_id, category, png)
+        # Deterministic: the feature map is written in a fixed order, so the same seed and
+        # source give byte-identical records.
+        yield split, example.SerializeToString(deterministic=True)
     yield beam.pvalue.TaggedOutput(self.MANIFEST, {
         'category': category, 'file': sample.path, 'read': sample.read,
         'duplicates_removed': sample.duplicates,
@@ -91,8 +95,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     config = sampling_config(exec_properties)
     config['source'] = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     categories = list(config.get('categories') or []) or quickdraw_data.choose_categories(
-        quickdraw_data.list_categories(config['source']), int(config['num_categories']),
-        int(config['seed']))
+        quickdraw_data.list_categories(config['source']), config['num_categories'], config['seed'])
     logging.info('QuickDrawExampleGen: %d categories from %s: %s', len(categories),
                  config['source'], ', '.join(categories))
     tagged = pipeline | 'Sample' >> _SampledExamples(config, categories)

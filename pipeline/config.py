@@ -20,7 +20,7 @@ class TrainingConfig:
   # Keras' default 0.99 lags the weights in short runs (see DESIGN.md, "BatchNorm trap");
   # the Trainer also re-estimates the statistics over training data after fitting.
   batchnorm_momentum: float = 0.9
-  batchnorm_recalibration_batches: int = 50
+  batchnorm_recalibration_batches: int = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +83,7 @@ PROFILES: Dict[str, PipelineConfig] = {
         training=_both(epochs=1, batch_size=16, batchnorm_recalibration_batches=5),
         pipeline_name='quickdraw-tfx-smoke'),
     'default': PipelineConfig(
-        profile='default', num_categories=10, train_per_category=150, test_per_category=30,
+        profile='default', num_categories=10, train_per_category=120, test_per_category=30,
         training={
             'sknet': TrainingConfig(epochs=3, batch_size=32),
             'skresnet': TrainingConfig(epochs=2, batch_size=32),

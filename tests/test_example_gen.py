@@ -1,0 +1,107 @@
+"""QuickDrawExampleGen's executor on a synthetic source: determinism, splits, counts, images."""
+import collections
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+from google.protobuf import message
+
+from components import quickdraw_example_gen
+from tests.conftest import make_synthetic_source
+
+CATEGORIES = ('line', 'box', 'zig zag', 'The Eiffel Tower')
+TRAIN, TEST = 30, 12
+
+
+def _run(source, out_dir, seed=5, **overrides):
+  """Runs the executor as TFX would, with the exec properties the component declares."""
+  args = dict(source=source, num_categories=3, train_per_category=TRAIN,
+              test_per_category=TEST, seed=seed, render_size=64)
+  component = quickdraw_example_gen.QuickDrawExampleGen(**dict(args, **overrides))
+  exec_properties = {
+      key: proto_utils.proto_to_json(value) if isinstance(value, message.Message) else value
+      for key, value in component.exec_properties.items()}
+  examples = standard_artifacts.Examples()
+  examples.uri = str(out_dir)
+  quickdraw_example_gen.Executor().Do({}, {'examples': [examples]}, exec_properties)
+  return examples
+
+
+def _records(examples, split):
+  files = tf.io.gfile.glob(os.path.join(examples.uri, f'Split-{split}', '*'))
+  return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+
+
+def _read(examples, split):
+  return [tf.train.Example.FromString(r) for r in _records(examples, split)]
+
+
+def _value(example, key):
+  return example.features.feature[key].bytes_list.value[0]
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory):
+  # 50 distinct drawings + 10 exact duplicates per category: 42 needed, so duplicates matter.
+  return make_synthetic_source(str(tmp_path_factory.mktemp('src')), categories=CATEGORIES,
+                               per_category=50, duplicates=10)
+
+
+@pytest.fixture(scope='module')
+def first_run(source, tmp_path_factory):
+  return _run(source, tmp_path_factory.mktemp('run1'))
+
+
+def test_counts_per_category_and_split(first_run):
+  assert json.loads(first_run.split_names) == ['train', 'test']
+  for split, expected in (('train', TRAIN), ('test', TEST)):
+    counts = collections.Counter(_value(e, 'category').decode() for e in _read(first_run, split))
+    assert len(counts) == 3 and set(counts) <= set(CATEGORIES)
+    assert set(counts.values()) == {expected}
+
+
+def test_same_seed_and_source_give_identical_examples(source, first_run, tmp_path):
+  second = _run(source, tmp_path / 'run2')
+  for split in ('train', 'test'):
+    assert sorted(_records(first_run, split)) == sorted(_records(second, split))
+  other = _run(source, tmp_path / 'run3', seed=6)
+  assert (sorted(_value(e, 'drawing_id') for e in _read(other, 'test')) !=
+          sorted(_value(e, 'drawing_id') for e in _read(first_run, 'test')))
+
+
+def test_splits_are_disjoint_after_deduplication(first_run):
+  train, test = _read(first_run, 'train'), _read(first_run, 'test')
+  train_images = [_value(e, 'image_png') for e in train]
+  test_images = [_value(e, 'image_png') for e in test]
+  # Exact duplicate drawings render to identical PNGs, so equal images mean leakage.
+  assert len(set(train_images)) == len(train_images)
+  assert len(set(test_images)) == len(test_images)
+  assert not set(train_images) & set(test_images)
+  assert not {_value(e, 'drawing_id') for e in train} & {_value(e, 'drawing_id') for e in test}
+
+
+def test_images_decode_to_the_render_size(first_run):
+  for example in _read(first_run, 'test'):
+    image = np.array(Image.open(io.BytesIO(_value(example, 'image_png'))))
+    assert image.shape == (64, 64) and image.dtype == np.uint8
+    assert image.min() == 0 and image.max() == 255  # Ink on paper.
+
+
+def test_manifest_counts_reads_duplicates_and_takes(first_run):
+  manifest = quickdraw_example_gen.read_manifest(first_run)
+  assert manifest['seed'] == 5 and manifest['train_per_category'] == TRAIN
+  assert len(manifest['categories']) == 3
+  for row in manifest['categories']:
+    assert (row['read'], row['duplicates_removed'], row['train'], row['test']) == (60, 10, TRAIN,
+                                                                                   TEST)
+
+
+def test_explicit_category_missing_at_source_fails_with_its_name(source, tmp_path):
+  with pytest.raises(Exception, match="category 'unicorn' has no file"):
+    _run(source, tmp_path, num_categories=1, categories=['unicorn'])

@@ -1,0 +1,150 @@
+"""The whole pipeline on the smoke profile, checked through ML Metadata, then run again."""
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from components import embedding_evaluator
+from components import registry_pusher
+from pipeline import config as config_lib
+from pipeline import results
+from pipeline import run as run_lib
+
+pytestmark = pytest.mark.e2e
+
+MODELS = config_lib.MODEL_NAMES
+EXPECTED_OUTPUTS = {
+    'QuickDrawExampleGen': ['examples'],
+    'StatisticsGen': ['statistics'],
+    'ImportSchemaGen': ['schema'],
+    'ExampleValidator': ['anomalies'],
+    'Transform': ['transform_graph'],  # Plus statistics and schemas of its own.
+    **{f'Trainer.{m}': ['model', 'model_run'] for m in MODELS},
+    **{f'EmbeddingEvaluator.{m}': ['blessing', 'embeddings', 'evaluation'] for m in MODELS},
+    **{f'Pusher.{m}': ['pushed_model'] for m in MODELS},
+}
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory, quickdraw_source):
+  config = config_lib.profile('smoke', source=quickdraw_source,
+                              output_dir=str(tmp_path_factory.mktemp('smoke')))
+  first = run_lib.run(config)
+  second = run_lib.run(config)
+  store = results.open_store(config.metadata_path)
+  return (config, results.node_runs(store, config.pipeline_name, first),
+          results.node_runs(store, config.pipeline_name, second))
+
+
+def _single(nodes, node_id, key):
+  artifacts = nodes[node_id].outputs[key]
+  assert len(artifacts) == 1, (node_id, key)
+  return artifacts[0]
+
+
+def test_every_component_ran_and_produced_its_artifacts(smoke):
+  _, nodes, _ = smoke
+  assert set(nodes) == set(EXPECTED_OUTPUTS)
+  for node_id, keys in EXPECTED_OUTPUTS.items():
+    assert nodes[node_id].state == 'COMPLETE', node_id
+    assert set(keys) <= set(nodes[node_id].outputs), node_id
+    for key in keys:
+      assert tf.io.gfile.listdir(_single(nodes, node_id, key).uri), (node_id, key)
+
+
+def test_examples_match_the_schema(smoke):
+  _, nodes, _ = smoke
+  anomalies_uri = _single(nodes, 'ExampleValidator', 'anomalies').uri
+  for split in ('train', 'test'):
+    anomalies = anomalies_pb2.Anomalies()
+    with tf.io.gfile.GFile(os.path.join(anomalies_uri, f'Split-{split}', 'SchemaDiff.pb'),
+                           'rb') as f:
+      anomalies.ParseFromString(f.read())
+    assert not anomalies.anomaly_info, (split, anomalies)
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_metrics_are_in_range_and_recorded_in_metadata(smoke, model):
+  config, nodes, _ = smoke
+  evaluation = _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation')
+  with tf.io.gfile.GFile(os.path.join(evaluation.uri, embedding_evaluator.METRICS_FILE)) as f:
+    metrics = json.load(f)
+  for key in ('train_accuracy', 'test_accuracy', 'map'):
+    assert 0.0 <= metrics[key] <= 1.0, key
+    assert evaluation.custom_properties[key].double_value == pytest.approx(metrics[key])
+  assert metrics['train_examples'] == config.num_categories * config.train_per_category
+  assert metrics['test_examples'] == config.num_categories * config.test_per_category
+  assert metrics['map_queries'] == metrics['test_examples']
+  assert metrics['embedding_dim'] == 1024
+  assert metrics['num_categories'] == config.num_categories
+  # The lowest possible AP: every relevant item (R of them among N others) ranked last.
+  relevant, others = config.test_per_category - 1, metrics['test_examples'] - 1
+  worst = np.mean([k / (others - relevant + k) for k in range(1, relevant + 1)])
+  assert metrics['map'] >= worst - 1e-12
+  embeddings, categories, ids = embedding_evaluator.load_embeddings(
+      _single(nodes, f'EmbeddingEvaluator.{model}', 'embeddings').uri)
+  assert embeddings.shape == (metrics['test_examples'], 1024)
+  assert len(set(ids)) == len(ids) == len(categories)
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_blessed_model_was_pushed_with_a_model_card(smoke, model):
+  config, nodes, _ = smoke
+  blessing = _single(nodes, f'EmbeddingEvaluator.{model}', 'blessing')
+  assert blessing.custom_properties['blessed'].int_value == 1
+  pushed = _single(nodes, f'Pusher.{model}', 'pushed_model')
+  assert pushed.custom_properties['pushed'].int_value == 1
+  destination = pushed.custom_properties['pushed_destination'].string_value
+  assert os.path.dirname(destination) == os.path.join(config.registry_dir, model)
+  assert tf.io.gfile.exists(os.path.join(destination, 'saved_model.pb'))
+  card = registry_pusher.read_model_card(destination)
+  assert card['model_name'] == model
+  assert card['metrics'] == {k: pytest.approx(blessing.custom_properties[k].double_value)
+                             for k in ('train_accuracy', 'test_accuracy', 'map')}
+  assert len(card['categories']) == config.num_categories
+  assert card['data']['seed'] == config.seed
+  assert card['lineage']['model_artifact']['uri'] == _single(
+      nodes, f'Trainer.{model}', 'model').uri
+
+
+def test_second_identical_run_is_served_from_cache(smoke):
+  _, first, second = smoke
+  assert set(second) == set(first)
+  for node_id, node in second.items():
+    assert node.state == 'CACHED', node_id
+    for key, artifacts in node.outputs.items():
+      assert [a.id for a in artifacts] == [a.id for a in first[node_id].outputs[key]]
+
+
+def test_exported_model_serves_examples_and_png_alike(smoke):
+  _, nodes, _ = smoke
+  pushed = _single(nodes, 'Pusher.sknet', 'pushed_model')
+  model = tf.saved_model.load(pushed.custom_properties['pushed_destination'].string_value)
+  assert {'serving_default', 'embed', 'serving_png'} <= set(model.signatures)
+  files = tf.io.gfile.glob(os.path.join(
+      _single(nodes, 'QuickDrawExampleGen', 'examples').uri, 'Split-test', '*'))
+  serialized = next(iter(tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4)))
+  pngs = [tf.train.Example.FromString(s).features.feature['image_png'].bytes_list.value[0]
+          for s in serialized.numpy()]
+  classified = model.signatures['serving_default'](examples=serialized)
+  embedded = model.signatures['embed'](examples=serialized)
+  # A client's own PNG, as RGB at another size: the model converts and resizes it itself.
+  rgb_pngs = []
+  for png in pngs:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert('RGB').save(buffer, format='PNG')
+    rgb_pngs.append(buffer.getvalue())
+  from_png = model.signatures['serving_png'](image_png=tf.constant(pngs))
+  from_rgb = model.signatures['serving_png'](image_png=tf.constant(rgb_pngs))
+  assert embedded['embedding'].shape == (4, 1024)
+  np.testing.assert_allclose(classified['probabilities'].numpy().sum(axis=1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(classified['category'].numpy(), from_png['category'].numpy())
+  np.testing.assert_allclose(embedded['embedding'].numpy(), from_png['embedding'].numpy(),
+                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(from_rgb['probabilities'].numpy(), from_png['probabilities'].numpy(),
+                             atol=0.02)
