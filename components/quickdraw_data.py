@@ -9,6 +9,7 @@ import io
 import json
 import os
 import random
+import urllib.parse
 from typing import Iterator, List, Sequence, Tuple
 
 from PIL import Image, ImageDraw
@@ -72,7 +73,7 @@ def category_path(source: str, category: str) -> str:
   """The file holding `category` at `source`: .ndjson preferred over .ndjson.gz."""
   if is_url(source):
     from components import url_cache  # Imported here: only URL sources need it.
-    return url_cache.fetch(source.rstrip('/') + '/' + category + '.ndjson')
+    return url_cache.fetch(source.rstrip('/') + '/' + urllib.parse.quote(category) + '.ndjson')
   for suffix in SIMPLIFIED_SUFFIXES:
     path = os.path.join(source, category + suffix)
     if tf.io.gfile.exists(path):

@@ -14,6 +14,7 @@ import apache_beam as beam
 from google.protobuf import any_pb2
 from google.protobuf import json_format
 from google.protobuf import struct_pb2
+import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component as example_gen_component
@@ -72,7 +73,6 @@ class _SampleCategory(beam.DoFn):
 
 
 def _write_manifest(rows: List[Dict[str, Any]], path: str, header: Dict[str, Any]) -> None:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   manifest = dict(header, categories=sorted(rows, key=lambda r: r['category']))
   with tf.io.gfile.GFile(path, 'w') as f:
     json.dump(manifest, f, indent=2)
@@ -88,6 +88,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     super().Do(input_dict, output_dict, exec_properties)
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    # Required by the base class, whose GenerateExamplesByBeam (overridden below) would call
+    # it once per split; here one transform yields both splits at once.
     return _SampledExamples
 
   def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
@@ -155,6 +157,5 @@ class QuickDrawExampleGen(example_gen_component.FileBasedExampleGen):
 
 
 def read_manifest(examples: types.Artifact) -> Dict[str, Any]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   with tf.io.gfile.GFile(os.path.join(examples.uri, MANIFEST_FILE)) as f:
     return json.load(f)

@@ -7,6 +7,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from typing import Optional
 
 from absl import logging
 
@@ -15,8 +16,9 @@ CACHE_DIR = os.environ.get(
 _CHUNK = 1 << 20
 
 
-def fetch(url: str, cache_dir: str = CACHE_DIR, timeout: float = 60.0) -> str:
+def fetch(url: str, cache_dir: Optional[str] = None, timeout: float = 60.0) -> str:
   """The local path of `url`'s content, downloading (or resuming) it when not yet cached."""
+  cache_dir = cache_dir or CACHE_DIR
   name = hashlib.sha256(url.encode()).hexdigest()[:16] + '-' + os.path.basename(url)
   path = os.path.join(cache_dir, name)
   if os.path.exists(path):
@@ -33,8 +35,9 @@ def fetch(url: str, cache_dir: str = CACHE_DIR, timeout: float = 60.0) -> str:
   with response:
     if done and response.status != 206:
       done = 0  # The server ignored the Range header: start over.
-    total = done + int(response.headers.get('Content-Length', 0))
-    logging.info('Downloading %s (%.1f MB) to %s', url, total / 1e6, path)
+    length = response.headers.get('Content-Length')
+    total = done + int(length) if length is not None else None
+    logging.info('Downloading %s (%s bytes) to %s', url, total or 'unknown', path)
     with open(partial, 'ab' if done else 'wb') as out:
       while True:
         chunk = response.read(_CHUNK)
@@ -42,7 +45,7 @@ def fetch(url: str, cache_dir: str = CACHE_DIR, timeout: float = 60.0) -> str:
           break
         out.write(chunk)
   size = os.path.getsize(partial)
-  if total and size != total:
+  if total is not None and size != total:
     raise OSError(f'{url}: downloaded {size} of {total} bytes; run again to resume.')
   os.replace(partial, path)
   return path

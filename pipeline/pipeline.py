@@ -53,6 +53,7 @@ def create_pipeline(config: PipelineConfig,
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_importer.outputs['schema'],
         train_args=tfx.proto.TrainArgs(splits=['train']),
+        # run_fn does not look at the test split while fitting; the Evaluator does.
         eval_args=tfx.proto.EvalArgs(splits=['test']),
         custom_config=dict(dataclasses.asdict(training), model_name=model_name,
                            seed=config.seed, image_size=config.image_size),

@@ -72,9 +72,17 @@ def main(argv=None) -> int:
         f'  source: {config.source}\n  outputs: {os.path.abspath(config.output_dir)}',
         flush=True)
   from absl import logging  # pylint: disable=g-import-not-at-top
+  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.INFO)
   start = time.time()
-  run_id = run(config)
+  try:
+    if not quickdraw_data.is_url(config.source):
+      quickdraw_data.list_categories(config.source)  # Fails fast, with the fix, on a bad source.
+    run_id = run(config)
+  except Exception as e:  # pylint: disable=broad-except
+    # The traceback is in the log above; the last line says what went wrong.
+    print(f'\nquickdraw-tfx: the run failed: {type(e).__name__}: {e}', file=sys.stderr)
+    return 1
   from pipeline import results  # pylint: disable=g-import-not-at-top
   nodes = results.node_runs(results.open_store(config.metadata_path), config.pipeline_name,
                             run_id)

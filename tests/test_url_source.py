@@ -1,0 +1,73 @@
+"""Sources behind an HTTP(S) prefix, served from this machine's loopback in the test."""
+import functools
+import gzip
+import http.server
+import os
+import threading
+
+import pytest
+
+from components import quickdraw_data
+from components import url_cache
+from tests.conftest import make_synthetic_source
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+  """A loopback HTTP server over a synthetic source folder; yields (base URL, folder, log)."""
+  folder = make_synthetic_source(str(tmp_path_factory.mktemp('served')),
+                                 categories=('line', 'The Eiffel Tower'), per_category=20,
+                                 duplicates=0)
+  # The official bucket serves plain .ndjson: decompress the gzipped synthetic file.
+  gz = os.path.join(folder, 'The Eiffel Tower.ndjson.gz')
+  with gzip.open(gz) as f, open(gz[:-3], 'wb') as out:
+    out.write(f.read())
+  os.remove(gz)
+  requests = []
+
+  class Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+      requests.append(self.path)
+
+  httpd = http.server.ThreadingHTTPServer(
+      ('127.0.0.1', 0), functools.partial(Handler, directory=folder))
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread.start()
+  yield f'http://127.0.0.1:{httpd.server_address[1]}', folder, requests
+  httpd.shutdown()
+
+
+def test_category_files_are_downloaded_once_and_cached(server, tmp_path, monkeypatch):
+  base, folder, requests = server
+  monkeypatch.setattr(url_cache, 'CACHE_DIR', str(tmp_path))
+  first = quickdraw_data.sample_category(base, 'The Eiffel Tower', 10, 5, seed=1)
+  count = len(requests)
+  second = quickdraw_data.sample_category(base, 'The Eiffel Tower', 10, 5, seed=1)
+  assert len(requests) == count  # Served from the cache the second time.
+  assert first.train == second.train and first.read == 20
+  local = quickdraw_data.sample_category(folder, 'The Eiffel Tower', 10, 5, seed=1)
+  assert local.train == first.train  # Same drawings as reading the folder itself.
+  assert any('The%20Eiffel%20Tower.ndjson' in r for r in requests)
+
+
+def test_partial_download_is_completed_even_when_the_server_ignores_range(server, tmp_path):
+  base, folder, _ = server
+  url = base + '/line.ndjson'
+  content = open(os.path.join(folder, 'line.ndjson'), 'rb').read()
+  cached = url_cache.fetch(url, cache_dir=str(tmp_path))
+  os.remove(cached)
+  with open(cached + '.part', 'wb') as f:
+    f.write(content[:100])
+  again = url_cache.fetch(url, cache_dir=str(tmp_path))
+  assert open(again, 'rb').read() == content
+  assert not os.path.exists(again + '.part')
+
+
+def test_unreachable_url_names_the_address(tmp_path):
+  with pytest.raises(OSError, match=r'http://127.0.0.1:9/x.ndjson: cannot download'):
+    url_cache.fetch('http://127.0.0.1:9/x.ndjson', cache_dir=str(tmp_path), timeout=5)
+
+
+def test_url_sources_list_the_official_categories():
+  names = quickdraw_data.list_categories('https://example.invalid/full/simplified/')
+  assert len(names) == 345 and 'The Eiffel Tower' in names and 'cat' in names
