@@ -80,7 +80,7 @@ def main(argv=None) -> int:
       quickdraw_data.list_categories(config.source)  # Fails fast, with the fix, on a bad source.
     run_id = run(config)
   except Exception as e:  # pylint: disable=broad-except
-    # The traceback is in the log above; the last line says what went wrong.
+    # Any traceback is in the log above; the last line says what went wrong.
     print(f'\nquickdraw-tfx: the run failed: {type(e).__name__}: {e}', file=sys.stderr)
     return 1
   from pipeline import results  # pylint: disable=g-import-not-at-top
