@@ -137,8 +137,9 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
     f.write('')
 
 
-def read_metrics(evaluation: types.Artifact) -> Dict:
-  with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE)) as f:
+def read_metrics(evaluation_uri: str) -> Dict:
+  """The metrics JSON in an evaluation artifact's folder."""
+  with tf.io.gfile.GFile(os.path.join(evaluation_uri, METRICS_FILE)) as f:
     return json.load(f)
 
 

@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features
-from models import registry
+from models import architectures
 
 _SHUFFLE_BUFFER = 10_000
 HISTORY_FILE = 'history.json'
@@ -145,7 +145,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                    batch_size, shuffle=True, seed=seed)
-  model = registry.build(name, num_classes, image_size=int(config['image_size']),
+  model = architectures.build(name, num_classes, image_size=int(config['image_size']),
                          batchnorm_momentum=float(config['batchnorm_momentum']))
   model.compile(
       optimizer=keras.optimizers.Adam(float(config['learning_rate'])),

@@ -1,14 +1,12 @@
 """What a pipeline run did, read back from ML Metadata: executions, artifacts, metrics."""
 import dataclasses
-import json
 import os
 from typing import Dict, List, Optional
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-import tensorflow as tf
 
-from components.embedding_evaluator import METRICS_FILE
+from components.embedding_evaluator import read_metrics
 
 _STATES = metadata_store_pb2.Execution.State
 
@@ -76,9 +74,7 @@ def model_summaries(nodes: Dict[str, NodeRun], model_names) -> List[dict]:
     row = {'model': name}
     evaluation = nodes.get(f'EmbeddingEvaluator.{name}')
     if evaluation and evaluation.outputs.get('evaluation'):
-      uri = evaluation.outputs['evaluation'][0].uri
-      with tf.io.gfile.GFile(os.path.join(uri, METRICS_FILE)) as f:
-        row.update(json.load(f))
+      row.update(read_metrics(evaluation.outputs['evaluation'][0].uri))
     pusher = nodes.get(f'Pusher.{name}')
     pushed = pusher.outputs.get('pushed_model', [None])[0] if pusher else None
     props = pushed.custom_properties if pushed is not None else {}

@@ -2,7 +2,7 @@
 import pytest
 import tf_keras as keras
 
-from models import registry
+from models import architectures
 
 NUM_CLASSES = 7
 
@@ -24,7 +24,7 @@ SKRESNET_RESIDUALS = {
 
 @pytest.fixture(scope='module', params=['sknet', 'skresnet'])
 def model(request):
-  return registry.build(request.param, NUM_CLASSES)
+  return architectures.build(request.param, NUM_CLASSES)
 
 
 def _producer(tensor) -> str:
@@ -71,7 +71,7 @@ def test_pooling_follows_the_right_convolution(model):
 
 
 def test_skresnet_residual_additions_join_the_table_tensors():
-  model = registry.build('skresnet', NUM_CLASSES)
+  model = architectures.build('skresnet', NUM_CLASSES)
   adds = [l for l in model.layers if isinstance(l, keras.layers.Add)]
   assert [l.name for l in adds] == list(SKRESNET_RESIDUALS)
   for name, (conv, shortcut) in SKRESNET_RESIDUALS.items():
@@ -79,7 +79,7 @@ def test_skresnet_residual_additions_join_the_table_tensors():
 
 
 def test_sknet_has_no_residual_additions():
-  model = registry.build('sknet', NUM_CLASSES)
+  model = architectures.build('sknet', NUM_CLASSES)
   assert not [l for l in model.layers if isinstance(l, keras.layers.Add)]
 
 
@@ -96,4 +96,4 @@ def test_head_fc1_is_1024_relu_and_fc2_gives_logits_per_class(model):
 
 def test_unknown_model_name_is_refused():
   with pytest.raises(ValueError, match='unknown model'):
-    registry.build('vgg', NUM_CLASSES)
+    architectures.build('vgg', NUM_CLASSES)

@@ -1,6 +1,5 @@
 """The whole pipeline on the smoke profile, checked through ML Metadata, then run again."""
 import io
-import json
 import os
 
 import numpy as np
@@ -72,8 +71,7 @@ def test_examples_match_the_schema(smoke):
 def test_metrics_are_in_range_and_recorded_in_metadata(smoke, model):
   config, nodes, _ = smoke
   evaluation = _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation')
-  with tf.io.gfile.GFile(os.path.join(evaluation.uri, embedding_evaluator.METRICS_FILE)) as f:
-    metrics = json.load(f)
+  metrics = embedding_evaluator.read_metrics(evaluation.uri)
   for key in ('train_accuracy', 'test_accuracy', 'map'):
     assert 0.0 <= metrics[key] <= 1.0, key
     assert evaluation.custom_properties[key].double_value == pytest.approx(metrics[key])

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from models import registry
+from models import architectures
 from models import trainer
 
 SIZE, CLASSES, PER_CLASS, BATCH = 32, 3, 32, 16
@@ -33,7 +33,7 @@ def fitted():
   keras.utils.set_random_seed(0)
   images, labels = _bars()
   # Keras' default momentum (0.99) with a few dozen steps: the moving statistics lag.
-  model = registry.build('sknet', CLASSES, image_size=SIZE, batchnorm_momentum=0.99)
+  model = architectures.build('sknet', CLASSES, image_size=SIZE, batchnorm_momentum=0.99)
   model.compile(keras.optimizers.Adam(1e-3),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True), ['accuracy'])
   history = model.fit(images, labels, batch_size=BATCH, epochs=4, verbose=0, shuffle=True)

@@ -1,4 +1,4 @@
-"""Model builders by name: the Trainer's custom_config says which one to fit."""
+"""The two architectures by name: the Trainer's custom_config says which one to fit."""
 from typing import Callable, Dict
 
 from models import sknet, skresnet
