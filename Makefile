@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 PROFILE ?= default
 PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL ?= 1
+# TensorFlow C++ warnings (CUDA probes, end-of-sequence notices) are noise on a CPU machine.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 # python3.10 on PATH, else pyenv's, else a clear message.
 PYTHON310 := $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys' >/dev/null 2>&1 \

@@ -4,11 +4,19 @@
   python -m pipeline.run --profile smoke --output-dir /tmp/qd --categories cat,dog,fish
 """
 import argparse
+import logging
 import os
+import re
 import sys
 import time
+import traceback
 
 from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Source folders of the project's own packages (not .venv, which may sit inside the root).
+_PROJECT_PACKAGES = tuple(os.path.join(_ROOT, package) + os.sep
+                          for package in ('pipeline', 'components', 'models'))
 
 
 def parse_args(argv):
@@ -25,7 +33,37 @@ def parse_args(argv):
   parser.add_argument('--categories', help='comma-separated category names instead of a '
                       'random choice')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
+  parser.add_argument('--verbose', action='store_true', help='show the full TFX, Beam and '
+                      'TensorFlow log on the console (it is always written to the log file)')
   return parser.parse_args(argv)
+
+
+class ProgressFilter(logging.Filter):
+  """Lets through what shows progress: component start and end, this project's own
+  messages (sampling, epochs, evaluation), and errors. The rest goes to the log file only."""
+
+  _COMPONENT = re.compile(r'^Component \S+ is (running|finished)\.$')
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return (record.levelno >= logging.ERROR or record.pathname.startswith(_PROJECT_PACKAGES)
+            or bool(self._COMPONENT.match(record.getMessage())))
+
+
+def _log_to_file(path: str, verbose: bool) -> None:
+  """Everything at INFO into `path`; the console gets ProgressFilter's share (all if verbose)."""
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  to_file = logging.FileHandler(path)
+  to_file.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+  console = logging.StreamHandler(sys.stdout)
+  console.setFormatter(logging.Formatter('%(asctime)s  %(message)s', datefmt='%H:%M:%S'))
+  if not verbose:
+    console.addFilter(ProgressFilter())
+  root = logging.getLogger()
+  root.handlers = [to_file, console]  # Also keeps libraries' basicConfig() from adding more.
+  root.setLevel(logging.INFO)
+  logging.captureWarnings(True)  # Library deprecation warnings go to the file as well.
 
 
 def config_from_args(args) -> config_lib.PipelineConfig:
@@ -71,17 +109,21 @@ def main(argv=None) -> int:
         f'{config.image_size}x{config.image_size}, seed {config.seed}\n'
         f'  source: {config.source}\n  outputs: {os.path.abspath(config.output_dir)}',
         flush=True)
-  from absl import logging  # pylint: disable=g-import-not-at-top
+  log_path = os.path.join(config.output_dir, 'logs',
+                          time.strftime('run-%Y%m%d-%H%M%S.log', time.localtime()))
+  _log_to_file(log_path, args.verbose)
+  print(f'  log: {os.path.abspath(log_path)}', flush=True)
   from components import quickdraw_data  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.INFO)
   start = time.time()
   try:
     if not quickdraw_data.is_url(config.source):
       quickdraw_data.list_categories(config.source)  # Fails fast, with the fix, on a bad source.
     run_id = run(config)
   except Exception as e:  # pylint: disable=broad-except
-    # Any traceback is in the log above; the last line says what went wrong.
-    print(f'\nquickdraw-tfx: the run failed: {type(e).__name__}: {e}', file=sys.stderr)
+    with open(log_path, 'a') as log:
+      traceback.print_exc(file=log)
+    print(f'\nquickdraw-tfx: the run failed: {type(e).__name__}: {e}\n  full log: '
+          f'{os.path.abspath(log_path)}', file=sys.stderr)
     return 1
   from pipeline import results  # pylint: disable=g-import-not-at-top
   nodes = results.node_runs(results.open_store(config.metadata_path), config.pipeline_name,

@@ -1,10 +1,13 @@
-"""Profiles, the data-source default, and the runner's handling of a bad source."""
+"""Profiles, the data-source default, and the runner's console and bad-source handling."""
+import logging
 import os
 
 import pytest
 
 from pipeline import config as config_lib
 from pipeline import run as run_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_full_profile_is_the_specification():
@@ -53,3 +56,18 @@ def test_missing_source_fails_fast_with_the_fix(tmp_path, capsys):
   err = capsys.readouterr().err
   assert 'absent: no such folder' in err and 'QUICKDRAW_SOURCE' in err
   assert not os.path.exists(tmp_path / 'out' / 'metadata')
+
+
+def _record(message, pathname, level=logging.INFO):
+  return logging.LogRecord('absl', level, pathname, 1, message, None, None)
+
+
+def test_console_shows_progress_and_errors_but_not_library_chatter():
+  progress = run_lib.ProgressFilter()
+  project_file = os.path.join(ROOT, 'models', 'trainer.py')
+  library_file = os.path.join(ROOT, '.venv', 'lib', 'python3.10', 'site-packages', 'tfx', 'x.py')
+  assert progress.filter(_record('Component Trainer.sknet is running.', library_file))
+  assert progress.filter(_record('sknet epoch 1/3: loss 1.0', project_file))
+  assert progress.filter(_record('Execution 3 failed.', library_file, logging.ERROR))
+  assert not progress.filter(_record('Running launcher for node_info {', library_file))
+  assert not progress.filter(_record('Component X is running. (and more)', library_file))
