@@ -146,7 +146,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                    batch_size, shuffle=True, seed=seed)
   model = architectures.build(name, num_classes, image_size=int(config['image_size']),
-                         batchnorm_momentum=float(config['batchnorm_momentum']))
+                              batchnorm_momentum=float(config['batchnorm_momentum']))
   model.compile(
       optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -160,11 +160,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                   profile_batch=0)])
 
   recalibration = int(config['batchnorm_recalibration_batches'])
-  plain = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                   batch_size, shuffle=True, seed=seed + 1)
-  used = recalibrate_batchnorm(model, plain, recalibration) if recalibration else 0
+  # Its own shuffle (seed + 1): batches for re-estimating BatchNorm and for the check below.
+  recalibration_data = _dataset(fn_args.train_files, fn_args.data_accessor,
+                                tf_transform_output, batch_size, shuffle=True, seed=seed + 1)
+  used = recalibrate_batchnorm(model, recalibration_data, recalibration) if recalibration else 0
   # The BatchNorm trap shows as a gap between these two numbers (training vs. inference mode).
-  inference_accuracy, checked = _inference_accuracy(model, plain, _CHECK_BATCHES)
+  inference_accuracy, checked = _inference_accuracy(model, recalibration_data, _CHECK_BATCHES)
   logging.info('%s: last-epoch training accuracy %.4f; after re-estimating BatchNorm statistics '
                'on %d batches, inference-mode accuracy on %d training images %.4f', name,
                history.history['accuracy'][-1], used, checked, inference_accuracy)
