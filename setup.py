@@ -19,5 +19,5 @@ setuptools.setup(
         'scikit-learn',
     ],
     extras_require={'test': ['pytest']},
-    entry_points={'console_scripts': ['quickdraw-tfx=pipeline.run:main']},
+    entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},
 )

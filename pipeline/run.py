@@ -1,7 +1,9 @@
 """Runs the pipeline locally (LocalDagRunner, SQLite ML Metadata, Beam DirectRunner).
 
-  python -m pipeline.run --profile default
-  python -m pipeline.run --profile smoke --output-dir /tmp/qd --categories cat,dog,fish
+  quickdraw-tfx run --profile default
+  quickdraw-tfx run --profile smoke --output-dir /tmp/qd --categories cat,dog,fish
+
+`python -m pipeline.run ...` takes the same flags.
 """
 import argparse
 import logging
@@ -19,10 +21,7 @@ _PROJECT_PACKAGES = tuple(os.path.join(_ROOT, package) + os.sep
                           for package in ('pipeline', 'components', 'models'))
 
 
-def parse_args(argv):
-  parser = argparse.ArgumentParser(
-      prog='python -m pipeline.run', description=__doc__,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--profile', default='default', choices=config_lib.profile_names())
   parser.add_argument('--source', help='folder, gs:// or https:// prefix of <category>.ndjson[.gz] '
                       'files (default: $QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or '
@@ -35,6 +34,21 @@ def parse_args(argv):
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
   parser.add_argument('--verbose', action='store_true', help='show the full TFX, Beam and '
                       'TensorFlow log on the console (it is always written to the log file)')
+
+
+def register(subparsers) -> None:
+  """The `run` subcommand of quickdraw-tfx (pipeline/cli.py)."""
+  parser = subparsers.add_parser(
+      'run', help='run the pipeline locally', description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_arguments(parser)
+  parser.set_defaults(func=run_command)
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m pipeline.run', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_arguments(parser)
   return parser.parse_args(argv)
 
 
@@ -102,7 +116,10 @@ def _run_ids(config):
 
 
 def main(argv=None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
+  return run_command(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def run_command(args) -> int:
   config = config_from_args(args)
   print(f'quickdraw-tfx: profile {config.profile}: {config.num_categories} categories x '
         f'({config.train_per_category} train + {config.test_per_category} test) drawings, '

@@ -71,3 +71,15 @@ def test_console_shows_progress_and_errors_but_not_library_chatter():
   assert progress.filter(_record('Execution 3 failed.', library_file, logging.ERROR))
   assert not progress.filter(_record('Running launcher for node_info {', library_file))
   assert not progress.filter(_record('Component X is running. (and more)', library_file))
+
+
+def test_entry_point_subcommands_and_exit_codes(tmp_path, capsys):
+  from pipeline import cli
+  with pytest.raises(SystemExit) as help_exit:
+    cli.main(['--help'])
+  assert help_exit.value.code == 0 and 'run' in capsys.readouterr().out
+  with pytest.raises(SystemExit) as usage_exit:
+    cli.main(['no-such-command'])
+  assert usage_exit.value.code == 2
+  assert cli.main(['run', '--profile', 'smoke', '--source', str(tmp_path / 'absent'),
+                   '--output-dir', str(tmp_path / 'out')]) == 1

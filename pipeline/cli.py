@@ -1,0 +1,32 @@
+"""quickdraw-tfx: Quick, Draw! sketch classification and similarity search on TFX.
+
+  quickdraw-tfx run --profile default
+  quickdraw-tfx run --profile smoke --categories "cat,The Eiffel Tower"
+
+Exit codes: 0 success, 1 the work failed (the message says why), 2 bad usage.
+"""
+import argparse
+import importlib
+import sys
+
+# Each module defines register(subparsers): it adds its subcommand and sets `func`, a
+# callable(args) -> exit code. Modules import TensorFlow lazily so `--help` stays fast.
+SUBCOMMAND_MODULES = ('pipeline.run',)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog='quickdraw-tfx', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+  for name in SUBCOMMAND_MODULES:
+    importlib.import_module(name).register(subparsers)
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+  return args.func(args)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
