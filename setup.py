@@ -17,6 +17,9 @@ setuptools.setup(
         'tensorflow-transform==1.16.0',
         'pillow',
         'scikit-learn',
+        'pyyaml',  # --config files
+        'matplotlib',  # report figures
+        'markdown',  # report.md -> report.html
     ],
     extras_require={'test': ['pytest']},
     entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},

@@ -123,3 +123,88 @@ def profile(name: str, **overrides) -> PipelineConfig:
 
 def profile_names() -> List[str]:
   return list(PROFILES)
+
+
+def with_overrides(config: PipelineConfig, overrides: Dict, origin: str = 'overrides') -> PipelineConfig:
+  """`config` with `overrides` (e.g. from a YAML file) applied: top-level PipelineConfig fields,
+  and under `training`, per-model TrainingConfig fields merged onto the profile's. Unknown keys
+  and wrong types raise ValueError naming `origin` and the key."""
+  fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+  changes = {}
+  for key, value in overrides.items():
+    if key not in fields or key == 'profile':
+      raise ValueError(f'{origin}: unknown setting {key!r}; settings: '
+                       f'{", ".join(sorted(n for n in fields if n != "profile"))}')
+    if key == 'training':
+      changes[key] = _training_overrides(config.training, value, origin)
+    else:
+      changes[key] = _coerce(getattr(config, key), value, f'{origin}: {key}')
+  if 'categories' in changes and 'num_categories' not in changes and changes['categories']:
+    changes['num_categories'] = len(changes['categories'])
+  return config.replace(**changes)
+
+
+def _training_overrides(current: Dict[str, TrainingConfig], value, origin: str):
+  if not isinstance(value, dict):
+    raise ValueError(f'{origin}: training: expected a mapping of model name to settings')
+  known = {f.name for f in dataclasses.fields(TrainingConfig)}
+  merged = dict(current)
+  for model, settings in value.items():
+    if model not in merged:
+      raise ValueError(f'{origin}: training: unknown model {model!r}; models: '
+                       f'{", ".join(merged)}')
+    if not isinstance(settings, dict) or not set(settings) <= known:
+      unknown = sorted(set(settings) - known) if isinstance(settings, dict) else settings
+      raise ValueError(f'{origin}: training.{model}: unknown settings {unknown}; settings: '
+                       f'{", ".join(sorted(known))}')
+    merged[model] = dataclasses.replace(merged[model], **{
+        k: _coerce(getattr(merged[model], k), v, f'{origin}: training.{model}.{k}')
+        for k, v in settings.items()})
+  return merged
+
+
+def _coerce(current, value, where: str):
+  """`value` in the type of the setting it replaces (lists become tuples; ints pass as floats)."""
+  if isinstance(current, tuple):
+    if isinstance(value, str):
+      value = [v.strip() for v in value.split(',') if v.strip()]
+    if not isinstance(value, (list, tuple)):
+      raise ValueError(f'{where}: expected a list, got {value!r}')
+    return tuple(value)
+  if isinstance(current, bool):
+    if not isinstance(value, bool):
+      raise ValueError(f'{where}: expected true or false, got {value!r}')
+    return value
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  if current is not None and not isinstance(value, type(current)):
+    raise ValueError(f'{where}: expected {type(current).__name__}, got {value!r}')
+  return value
+
+
+def load_overrides(path: str) -> Dict:
+  """A YAML file of settings (see with_overrides); a clear error for an unreadable file."""
+  import yaml  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path) as f:
+      data = yaml.safe_load(f)
+  except OSError as e:
+    raise ValueError(f'{path}: cannot read the configuration file ({e.strerror})') from e
+  except yaml.YAMLError as e:
+    mark = getattr(e, 'problem_mark', None)
+    where = f'{path}:{mark.line + 1}' if mark else path
+    raise ValueError(f'{where}: not valid YAML ({getattr(e, "problem", e)})') from e
+  if data is None:
+    return {}
+  if not isinstance(data, dict):
+    raise ValueError(f'{path}: expected a mapping of settings at the top level')
+  return data
+
+
+def load(profile_name: Optional[str] = None, config_file: Optional[str] = None) -> PipelineConfig:
+  """A profile (`profile_name`, else the file's `profile`, else default) with the YAML
+  `config_file`'s settings applied. ValueError says what is wrong and where."""
+  from_file = load_overrides(config_file) if config_file else {}
+  base = from_file.pop('profile', None)
+  base = profile_name or base or 'default'  # A --profile flag beats the file's profile.
+  return with_overrides(profile(base), from_file, origin=config_file or 'overrides')

@@ -17,6 +17,16 @@ class NodeRun:
   node_id: str
   state: str
   outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+  # Wall-clock bounds of the execution (seconds since the epoch) as ML Metadata recorded them;
+  # for a CACHED node, the time it took to look up the cache.
+  start_time: float = 0.0
+  end_time: float = 0.0
+  # The execution's exec properties (custom_config and the like) as TFX recorded them.
+  properties: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+  @property
+  def seconds(self) -> float:
+    return max(0.0, self.end_time - self.start_time)
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -63,8 +73,16 @@ def node_runs(store: metadata_store.MetadataStore, pipeline_name: str,
           metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
         key = event.path.steps[0].key if event.path.steps else ''
         outputs.setdefault(key, []).append(artifacts[event.artifact_id])
-    result[node_id] = NodeRun(node_id, _STATES.Name(execution.last_known_state), outputs)
+    properties = {key: _value(value) for key, value in execution.custom_properties.items()}
+    result[node_id] = NodeRun(node_id, _STATES.Name(execution.last_known_state), outputs,
+                              execution.create_time_since_epoch / 1000,
+                              execution.last_update_time_since_epoch / 1000, properties)
   return result
+
+
+def _value(value: metadata_store_pb2.Value) -> str:
+  kind = value.WhichOneof('value')
+  return str(getattr(value, kind)) if kind else ''
 
 
 def model_summaries(nodes: Dict[str, NodeRun], model_names) -> List[dict]:

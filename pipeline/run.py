@@ -22,7 +22,11 @@ _PROJECT_PACKAGES = tuple(os.path.join(_ROOT, package) + os.sep
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument('--profile', default='default', choices=config_lib.profile_names())
+  parser.add_argument('--profile', choices=config_lib.profile_names(),
+                      help='named settings to start from (default: the config file\'s '
+                      '`profile`, else default)')
+  parser.add_argument('--config', metavar='YAML', help='settings that override the profile, '
+                      'e.g. "seed: 7" or "training: {sknet: {epochs: 5}}"; flags override the file')
   parser.add_argument('--source', help='folder, gs:// or https:// prefix of <category>.ndjson[.gz] '
                       'files (default: $QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or '
                       'the public bucket)')
@@ -32,8 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--categories', help='comma-separated category names instead of a '
                       'random choice')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
-  parser.add_argument('--verbose', action='store_true', help='show the full TFX, Beam and '
+  output = parser.add_mutually_exclusive_group()
+  output.add_argument('--verbose', action='store_true', help='show the full TFX, Beam and '
                       'TensorFlow log on the console (it is always written to the log file)')
+  output.add_argument('--quiet', action='store_true', help='console: warnings, errors and '
+                      'the final summary only (for CI logs)')
 
 
 def register(subparsers) -> None:
@@ -63,8 +70,9 @@ class ProgressFilter(logging.Filter):
             or bool(self._COMPONENT.match(record.getMessage())))
 
 
-def _log_to_file(path: str, verbose: bool) -> None:
-  """Everything at INFO into `path`; the console gets ProgressFilter's share (all if verbose)."""
+def _log_to_file(path: str, verbose: bool, quiet: bool = False) -> None:
+  """Everything at INFO into `path`; the console gets ProgressFilter's share (all if verbose,
+  warnings and errors only if quiet)."""
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.INFO)
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -72,7 +80,9 @@ def _log_to_file(path: str, verbose: bool) -> None:
   to_file.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
   console = logging.StreamHandler(sys.stdout)
   console.setFormatter(logging.Formatter('%(asctime)s  %(message)s', datefmt='%H:%M:%S'))
-  if not verbose:
+  if quiet:
+    console.setLevel(logging.WARNING)
+  elif not verbose:
     console.addFilter(ProgressFilter())
   root = logging.getLogger()
   root.handlers = [to_file, console]  # Also keeps libraries' basicConfig() from adding more.
@@ -81,6 +91,8 @@ def _log_to_file(path: str, verbose: bool) -> None:
 
 
 def config_from_args(args) -> config_lib.PipelineConfig:
+  """The profile, then the YAML file, then flags. ValueError names what is wrong."""
+  config = config_lib.load(args.profile, args.config)
   overrides = {}
   if args.source:
     overrides['source'] = args.source
@@ -93,7 +105,7 @@ def config_from_args(args) -> config_lib.PipelineConfig:
     overrides.update(categories=names, num_categories=len(names))
   if args.no_cache:
     overrides['enable_cache'] = False
-  return config_lib.profile(args.profile, **overrides)
+  return config.replace(**overrides)
 
 
 def run(config: config_lib.PipelineConfig) -> str:
@@ -120,16 +132,21 @@ def main(argv=None) -> int:
 
 
 def run_command(args) -> int:
-  config = config_from_args(args)
-  print(f'quickdraw-tfx: profile {config.profile}: {config.num_categories} categories x '
+  try:
+    config = config_from_args(args)
+  except ValueError as e:
+    print(f'quickdraw-tfx run: error: {e}', file=sys.stderr)
+    return 2
+  say = (lambda *a, **k: None) if args.quiet else print
+  say(f'quickdraw-tfx: profile {config.profile}: {config.num_categories} categories x '
         f'({config.train_per_category} train + {config.test_per_category} test) drawings, '
         f'{config.image_size}x{config.image_size}, seed {config.seed}\n'
         f'  source: {config.source}\n  outputs: {os.path.abspath(config.output_dir)}',
         flush=True)
   log_path = os.path.join(config.output_dir, 'logs',
                           time.strftime('run-%Y%m%d-%H%M%S.log', time.localtime()))
-  _log_to_file(log_path, args.verbose)
-  print(f'  log: {os.path.abspath(log_path)}', flush=True)
+  _log_to_file(log_path, args.verbose, args.quiet)
+  say(f'  log: {os.path.abspath(log_path)}', flush=True)
   from components import quickdraw_data  # pylint: disable=g-import-not-at-top
   start = time.time()
   try:
@@ -150,6 +167,18 @@ def run_command(args) -> int:
   print(f'\nRun {run_id} finished in {time.time() - start:.0f} s '
         f'({len(nodes)} components, {cached} from cache).\n')
   print(results.format_table(rows))
+  from pipeline import report  # pylint: disable=g-import-not-at-top
+  try:
+    _, html_path = report.build(config, run_id)
+  except Exception as e:  # pylint: disable=broad-except
+    with open(log_path, 'a') as log:
+      traceback.print_exc(file=log)
+    print(f'\nquickdraw-tfx: the run finished but its report failed: {type(e).__name__}: {e}\n'
+          f'  retry with: quickdraw-tfx report --profile {config.profile} --output-dir '
+          f'{config.output_dir} --run-id {run_id}\n  full log: {os.path.abspath(log_path)}',
+          file=sys.stderr)
+    return 1
+  print(f'\nReport: {os.path.abspath(html_path)}')
   return 0
 
 

@@ -61,3 +61,14 @@ def quickdraw_source(tmp_path_factory):
     return SHARED_SOURCE
   return make_synthetic_source(str(tmp_path_factory.mktemp('synthetic_quickdraw')),
                                per_category=80)
+
+
+@pytest.fixture(scope='session')
+def smoke_run(tmp_path_factory, quickdraw_source):
+  """The smoke pipeline, run twice (the second from cache): (config, first id, second id).
+  Session-wide so the end-to-end, report and registry tests share one real run."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import run as run_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.profile('smoke', source=quickdraw_source,
+                              output_dir=str(tmp_path_factory.mktemp('smoke')))
+  return config, run_lib.run(config), run_lib.run(config)

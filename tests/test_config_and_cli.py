@@ -83,3 +83,48 @@ def test_entry_point_subcommands_and_exit_codes(tmp_path, capsys):
   assert usage_exit.value.code == 2
   assert cli.main(['run', '--profile', 'smoke', '--source', str(tmp_path / 'absent'),
                    '--output-dir', str(tmp_path / 'out')]) == 1
+
+
+def test_yaml_overrides_a_profile_and_flags_override_the_file(tmp_path):
+  settings = tmp_path / 'settings.yaml'
+  settings.write_text('profile: smoke\nseed: 7\nmin_map: 1\ncategories: [cat, The Eiffel Tower]\n'
+                      'training:\n  skresnet: {epochs: 4, learning_rate: 0.001}\n')
+  config = run_lib.config_from_args(run_lib.parse_args(['--config', str(settings)]))
+  assert (config.profile, config.seed, config.min_map) == ('smoke', 7, 1.0)
+  assert config.categories == ('cat', 'The Eiffel Tower') and config.num_categories == 2
+  assert config.training['skresnet'].epochs == 4
+  assert config.training['skresnet'].learning_rate == 0.001
+  assert config.training['sknet'] == config_lib.PROFILES['smoke'].training['sknet']
+  flagged = run_lib.config_from_args(run_lib.parse_args(
+      ['--config', str(settings), '--seed', '9', '--profile', 'default']))
+  assert (flagged.profile, flagged.seed, flagged.min_map) == ('default', 9, 1.0)
+
+
+@pytest.mark.parametrize('text, message', [
+    ('epochs: 3\n', "unknown setting 'epochs'"),
+    ('training:\n  resnet50: {epochs: 1}\n', "unknown model 'resnet50'"),
+    ('training:\n  sknet: {epoch: 1}\n', "training.sknet: unknown settings ['epoch']"),
+    ('seed: seven\n', "seed: expected int, got 'seven'"),
+    ('enable_cache: 1\n', 'enable_cache: expected true or false'),
+    ('seed: 1\n  bad: [\n', 'settings.yaml:2: not valid YAML'),
+    ('- a list\n', 'expected a mapping'),
+])
+def test_bad_yaml_is_a_usage_error_naming_file_and_key(tmp_path, capsys, text, message):
+  settings = tmp_path / 'settings.yaml'
+  settings.write_text(text)
+  from pipeline import cli
+  assert cli.main(['run', '--config', str(settings), '--output-dir', str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert message in err and str(settings) in err
+  assert not os.path.exists(tmp_path / 'metadata')
+
+
+def test_quiet_console_shows_warnings_only(tmp_path):
+  root = logging.getLogger()
+  saved = root.handlers[:]
+  try:
+    run_lib._log_to_file(str(tmp_path / 'log' / 'run.log'), verbose=False, quiet=True)
+    console = root.handlers[1]
+    assert console.level == logging.WARNING and not console.filters
+  finally:
+    root.handlers = saved

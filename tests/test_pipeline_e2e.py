@@ -12,7 +12,6 @@ from components import embedding_evaluator
 from components import registry_pusher
 from pipeline import config as config_lib
 from pipeline import results
-from pipeline import run as run_lib
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +29,8 @@ EXPECTED_OUTPUTS = {
 
 
 @pytest.fixture(scope='module')
-def smoke(tmp_path_factory, quickdraw_source):
-  config = config_lib.profile('smoke', source=quickdraw_source,
-                              output_dir=str(tmp_path_factory.mktemp('smoke')))
-  first = run_lib.run(config)
-  second = run_lib.run(config)
+def smoke(smoke_run):
+  config, first, second = smoke_run
   store = results.open_store(config.metadata_path)
   return (config, results.node_runs(store, config.pipeline_name, first),
           results.node_runs(store, config.pipeline_name, second))

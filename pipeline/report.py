@@ -1,0 +1,734 @@
+"""The experiment report of one pipeline run, built from what ML Metadata recorded.
+
+  quickdraw-tfx report                        # the latest run of the default profile
+  quickdraw-tfx report --profile smoke --output-dir /tmp/qd --run-id <id>
+
+Writes `report.md` (figures beside it in `figures/`) and a self-contained `report.html`
+(figures embedded) to `<output_dir>/reports/<run id>/` unless `--out` says otherwise. Every
+number comes from the run's artifacts: the Evaluator's metrics, the Trainers' histories, the
+ExampleGen's manifest and examples, and the executions' times; nothing is recomputed here
+except the drawings' pictures.
+"""
+import argparse
+import base64
+import dataclasses
+import html
+import io
+import json
+import os
+import re
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+from pipeline import results
+
+REPORT_MD = 'report.md'
+REPORT_HTML = 'report.html'
+FIGURES = 'figures'
+_DATA_CREDIT = ('Drawings: Google\'s Quick, Draw! dataset, "This data made available by Google, '
+                'Inc." under CC BY 4.0.')
+
+
+@dataclasses.dataclass
+class ModelResults:
+  """What one model's Trainer, Evaluator and Pusher recorded."""
+  name: str
+  metrics: Dict[str, Any]
+  history: Dict[str, Any]
+  training: Dict[str, Any]
+  per_query: Dict[str, np.ndarray]
+  pushed_to: str  # '' when not pushed.
+
+
+@dataclasses.dataclass
+class RunResults:
+  """Everything the report shows about one run."""
+  pipeline_name: str
+  run_id: str
+  metadata_path: str
+  nodes: Dict[str, results.NodeRun]
+  sampling: Dict[str, Any]
+  manifest: Dict[str, Any]
+  models: List[ModelResults]
+  comparison_md: str
+  test_drawings: Dict[str, Tuple[str, bytes]]  # drawing id -> (category, PNG)
+  image_size: int
+
+
+# ------------------------------------------------------------------------------------------
+# Collecting: ML Metadata -> artifacts -> RunResults
+
+
+def collect(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None) -> RunResults:
+  """The run `run_id` (default: the latest) of `pipeline_name`, read from its artifacts."""
+  store = results.open_store(metadata_path)
+  if run_id is None:
+    ids = results.run_ids(store, pipeline_name)
+    if not ids:
+      raise LookupError(f'{metadata_path}: no run of pipeline {pipeline_name!r}; run it first')
+    run_id = ids[-1]
+  nodes = results.node_runs(store, pipeline_name, run_id)
+  example_gen = nodes.get('QuickDrawExampleGen')
+  if example_gen is None or not example_gen.outputs.get('examples'):
+    raise LookupError(f'run {run_id}: no examples recorded (did the run fail early?)')
+  examples = example_gen.outputs['examples'][0]
+  manifest = _manifest(examples)
+  sampling = _sampling(example_gen, manifest)
+  models = []
+  for node_id in sorted(n for n in nodes if n.startswith('EmbeddingEvaluator.')):
+    models.append(_model_results(nodes, node_id.split('.', 1)[1]))
+  if not models:
+    raise LookupError(f'run {run_id}: no EmbeddingEvaluator output (did the run fail early?)')
+  comparison = nodes.get('ModelComparison')
+  comparison_md = ''
+  if comparison and comparison.outputs.get('comparison'):
+    comparison_md = _read_text(os.path.join(comparison.outputs['comparison'][0].uri,
+                                            'comparison.md'))
+  image_size = int(models[0].training.get('image_size', 128))
+  return RunResults(pipeline_name, run_id, metadata_path, nodes, sampling, manifest, models, comparison_md,
+                    _test_drawings(examples.uri), image_size)
+
+
+def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults:
+  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
+  evaluator = nodes[f'EmbeddingEvaluator.{name}']
+  metrics = embedding_evaluator.read_metrics(evaluator.outputs['evaluation'][0].uri)
+  per_query = _per_query(evaluator.outputs['embeddings'][0].uri)
+  trainer = nodes.get(f'Trainer.{name}')
+  history, training = {}, {}
+  if trainer is not None:
+    training = _json_property(trainer, 'custom_config')
+    if trainer.outputs.get('model_run'):
+      from models import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+      text = _read_text(os.path.join(trainer.outputs['model_run'][0].uri,
+                                     trainer_lib.HISTORY_FILE))
+      history = json.loads(text) if text else {}
+  pushed_to = ''
+  pusher = nodes.get(f'Pusher.{name}')
+  if pusher is not None and pusher.outputs.get('pushed_model'):
+    props = pusher.outputs['pushed_model'][0].custom_properties
+    if 'pushed' in props and props['pushed'].int_value:
+      pushed_to = props['pushed_destination'].string_value
+  return ModelResults(name, metrics, history, training, per_query, pushed_to)
+
+
+def _per_query(uri: str) -> Dict[str, np.ndarray]:
+  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
+  if hasattr(embedding_evaluator, 'load_per_query'):
+    return embedding_evaluator.load_per_query(uri)
+  embedding, category, ids = embedding_evaluator.load_embeddings(uri)
+  return {'embedding': embedding, 'category': category, 'id': ids}
+
+
+def _manifest(examples) -> Dict[str, Any]:
+  from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
+  try:
+    return quickdraw_example_gen.read_manifest(examples)
+  except (OSError, ValueError, KeyError):
+    return {}
+
+
+def _sampling(example_gen: results.NodeRun, manifest: Dict[str, Any]) -> Dict[str, Any]:
+  """Source, seed and sizes of the sample: the manifest's header, else the ExampleGen's
+  custom config (a packed protobuf Struct, whose numbers are floats)."""
+  packed = _json_property(example_gen, 'custom_config').get('custom_config', {})
+  sampling = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+              for k, v in packed.get('value', {}).items()}
+  sampling['source'] = example_gen.properties.get('input_base', '')
+  sampling.update({k: v for k, v in manifest.items() if not isinstance(v, (list, dict))})
+  if manifest.get('categories'):
+    sampling['num_categories'] = len(manifest['categories'])
+  return sampling
+
+
+def _json_property(node: results.NodeRun, key: str) -> Dict[str, Any]:
+  text = node.properties.get(key, '')
+  try:
+    value = json.loads(text) if text else {}
+  except ValueError:
+    return {}
+  return value if isinstance(value, dict) else {}
+
+
+def _read_text(path: str) -> str:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not tf.io.gfile.exists(path):
+    return ''
+  with tf.io.gfile.GFile(path) as f:
+    return f.read()
+
+
+def _test_drawings(examples_uri: str) -> Dict[str, Tuple[str, bytes]]:
+  """drawing id -> (category, PNG bytes) of the test split."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
+  files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, 'Split-test', '*')))
+  drawings = {}
+  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+    example = tf.train.Example.FromString(record.numpy())
+    feature = example.features.feature
+    drawings[feature[quickdraw_data.ID_KEY].bytes_list.value[0].decode()] = (
+        feature[quickdraw_data.CATEGORY_KEY].bytes_list.value[0].decode(),
+        feature[quickdraw_data.IMAGE_KEY].bytes_list.value[0])
+  return drawings
+
+
+# ------------------------------------------------------------------------------------------
+# Figures (matplotlib, written as PNG)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  return pyplot
+
+
+def _as_model_input(pngs: Sequence[bytes], image_size: int) -> np.ndarray:
+  """The drawings exactly as the models see them (the Transform's decode and resize)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from models import preprocessing  # pylint: disable=g-import-not-at-top
+  return preprocessing.decode_and_resize(tf.constant(list(pngs)), image_size).numpy()[..., 0]
+
+
+def _save(figure, path: str) -> None:
+  figure.savefig(path, dpi=100, bbox_inches='tight')
+  _pyplot().close(figure)
+
+
+def figure_samples(run: RunResults, path: str, categories: int = 6, per_category: int = 5):
+  by_category: Dict[str, List[bytes]] = {}
+  for drawing_id in sorted(run.test_drawings):
+    category, png = run.test_drawings[drawing_id]
+    by_category.setdefault(category, []).append(png)
+  chosen = sorted(by_category)[:categories]
+  plt = _pyplot()
+  figure, axes = plt.subplots(len(chosen), per_category, squeeze=False,
+                              figsize=(1.6 * per_category, 1.7 * len(chosen)))
+  for row, category in enumerate(chosen):
+    images = _as_model_input(by_category[category][:per_category], run.image_size)
+    for column in range(per_category):
+      ax = axes[row][column]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if column < len(images):
+        ax.imshow(images[column], cmap='gray_r', vmin=0, vmax=1)
+      if column == 0:
+        ax.set_ylabel(category, fontsize=9)
+  figure.suptitle(f'Test drawings as the models see them ({run.image_size}x{run.image_size})',
+                  fontsize=10)
+  _save(figure, path)
+
+
+def figure_learning_curves(run: RunResults, path: str) -> bool:
+  curves = [(m.name, m.history.get('history', {})) for m in run.models if m.history]
+  if not curves:
+    return False
+  plt = _pyplot()
+  figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+  for name, history in curves:
+    for key, values in sorted(history.items()):
+      epochs = range(1, len(values) + 1)
+      style = '--' if key.startswith('val_') else '-'
+      if key.endswith('loss'):
+        loss_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
+      elif key.endswith('accuracy'):
+        acc_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+  for ax, title in ((loss_ax, 'loss per epoch'), (acc_ax, 'accuracy per epoch')):
+    ax.set_xlabel('epoch')
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  _save(figure, path)
+  return True
+
+
+def figure_pr_curves(run: RunResults, path: str) -> bool:
+  plt = _pyplot()
+  figure, ax = plt.subplots(figsize=(5.5, 4.2))
+  drawn = False
+  for model in run.models:
+    for distance, style in (('l2', '-'), ('cosine', ':')):
+      curve = _get(model.metrics, f'retrieval.{distance}.pr_curve_11pt')
+      if curve and curve.get('precision') and None not in curve['precision']:
+        label = f'{model.name}, {"L2" if distance == "l2" else "cosine (extra)"}'
+        ax.plot(curve['recall'], curve['precision'], style, marker='o', markersize=3,
+                label=label)
+        drawn = True
+  random_map = _get(run.models[0].metrics, 'floors.random_map')
+  if random_map is not None:
+    ax.axhline(random_map, color='gray', lw=0.8, label='random ranking (mAP)')
+  ax.set_xlabel('recall')
+  ax.set_ylabel('interpolated precision')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.02)
+  if not drawn:
+    plt.close(figure)
+    return False
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title('Leave-one-out retrieval, test split (11-point PR)', fontsize=10)
+  _save(figure, path)
+  return True
+
+
+def retrieval_examples(model: ModelResults, queries: int = 6, k: int = 10) -> List[Tuple[int, List[int]]]:
+  """Rows (query index, its k nearest other drawings), queries spread over the categories.
+
+  Uses the Evaluator's neighbour lists when it wrote them; else ranks the recorded fc_1
+  embeddings by L2 distance, equal distances by drawing id, as the Evaluator does."""
+  categories = model.per_query['category']
+  ids = model.per_query['id']
+  order = np.argsort(ids, kind='stable')
+  chosen, seen = [], set()
+  for index in order:  # The first drawing (by id) of each category, in category order.
+    if categories[index] not in seen:
+      seen.add(categories[index])
+      chosen.append(int(index))
+  chosen = sorted(chosen, key=lambda i: categories[i])[:queries]
+  neighbours = model.per_query.get('neighbors_l2')
+  rows = []
+  for query in chosen:
+    if neighbours is not None:
+      found = [int(j) for j in neighbours[query][:k] if j >= 0]
+    else:
+      embedding = model.per_query['embedding']
+      distance = np.linalg.norm(embedding - embedding[query], axis=1)
+      distance[query] = np.inf
+      found = [int(j) for j in np.lexsort((ids, distance))[:k] if j != query]
+    rows.append((query, found))
+  return rows
+
+
+def figure_retrieval(run: RunResults, model: ModelResults, path: str) -> bool:
+  rows = retrieval_examples(model)
+  if not rows:
+    return False
+  ids, categories = model.per_query['id'], model.per_query['category']
+  k = max(len(found) for _, found in rows)
+  plt = _pyplot()
+  figure, axes = plt.subplots(len(rows), k + 1, squeeze=False,
+                              figsize=(1.25 * (k + 1), 1.45 * len(rows)))
+  for row, (query, found) in enumerate(rows):
+    pictures = _as_model_input([run.test_drawings[ids[i]][1] for i in [query] + found],
+                               run.image_size)
+    for column in range(k + 1):
+      ax = axes[row][column]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if column >= len(pictures):
+        ax.axis('off')
+        continue
+      ax.imshow(pictures[column], cmap='gray_r', vmin=0, vmax=1)
+      index = ([query] + found)[column]
+      if column == 0:
+        ax.set_title(f'query: {categories[index]}', fontsize=7, fontweight='bold')
+        colour, width = 'black', 2.5
+      else:
+        right = categories[index] == categories[query]
+        colour, width = ('tab:green', 1.5) if right else ('tab:red', 3)
+        if not right:
+          ax.set_title(categories[index], fontsize=6, color='tab:red')
+      for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(width)
+  figure.suptitle(f'{model.name}: each query (left) and its 10 nearest test drawings by L2 on '
+                  'fc_1; red = wrong category', fontsize=9)
+  _save(figure, path)
+  return True
+
+
+def figure_wall_time(run: RunResults, path: str) -> None:
+  nodes = sorted(run.nodes.values(), key=lambda n: n.start_time)
+  plt = _pyplot()
+  figure, ax = plt.subplots(figsize=(7, 0.32 * len(nodes) + 0.8))
+  labels = [f'{n.node_id}{" (cached)" if n.state == "CACHED" else ""}' for n in nodes]
+  ax.barh(range(len(nodes)), [n.seconds for n in nodes], color='tab:blue')
+  ax.set_yticks(range(len(nodes)), labels, fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlabel('wall time (s)')
+  ax.grid(axis='x', alpha=0.3)
+  _save(figure, path)
+
+
+# ------------------------------------------------------------------------------------------
+# Text: numbers -> Markdown
+
+
+def _get(tree: Any, dotted: str, default=None):
+  for part in dotted.split('.'):
+    if not isinstance(tree, dict) or part not in tree:
+      return default
+    tree = tree[part]
+  return tree
+
+
+def _pct(value) -> str:
+  return 'n/a' if value is None else f'{value:.1%}'
+
+
+def _num(value, digits: int = 3) -> str:
+  return 'n/a' if value is None else f'{value:.{digits}f}'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def _headline_table(run: RunResults) -> str:
+  rows = []
+  for m in run.models:
+    metrics = m.metrics
+    rows.append([f'**{m.name}**', _pct(metrics.get('train_accuracy')),
+                 _pct(metrics.get('test_accuracy')), _pct(metrics.get('train_top5_accuracy')),
+                 _pct(metrics.get('test_top5_accuracy')), _num(metrics.get('map')),
+                 _num(_get(metrics, 'retrieval.l2.precision_at_k.10')),
+                 _num(metrics.get('map_cosine')),
+                 'yes' if m.pushed_to else 'no'])
+  first = run.models[0].metrics
+  floors = [_get(first, 'floors.random_map', first.get('random_map')),
+            _get(first, 'floors.raw_pixels_map', first.get('raw_pixels_map'))]
+  rows.append(['chance / random ranking', _pct(first.get('chance_accuracy')),
+               _pct(first.get('chance_accuracy')), '', '', _num(floors[0]), '', '', ''])
+  rows.append(['raw 128x128 pixels (L2)', '', '', '', '', _num(floors[1]), '', '', ''])
+  return _table(['model', 'train top-1', 'test top-1', 'train top-5', 'test top-5',
+                 'mAP (L2)', 'P@10 (L2)', 'mAP (cosine, extra)', 'pushed'], rows)
+
+
+def _per_category_table(model: ModelResults, count: int = 10) -> str:
+  per_class = _get(model.metrics, 'classification.test.per_class') or {}
+  per_ap = _get(model.metrics, 'retrieval.l2.per_category_ap') or {}
+  scored = [(c, per_ap.get(c), _get(per_class, f'{c}.accuracy')) for c in per_ap
+            if per_ap.get(c) is not None]
+  if not scored:
+    return ''
+  scored.sort(key=lambda row: (-row[1], row[0]))
+  shown = scored if len(scored) <= 2 * count else scored[:count] + [None] + scored[-count:]
+  rows = [['...', '', ''] if row is None else [row[0], _num(row[1]), _pct(row[2])]
+          for row in shown]
+  return _table(['category (best AP first)', 'AP (L2)', 'test accuracy'], rows)
+
+
+def confusion_pairs(model: ModelResults, count: int = 8) -> List[Tuple[str, str, int, int]]:
+  """(true, predicted, drawings, true's test drawings) of the most frequent confusions."""
+  matrix = _get(model.metrics, 'classification.test.confusion_matrix')
+  names = _get(model.metrics, 'classification.categories')
+  if not matrix or not names:
+    return []
+  matrix = np.asarray(matrix)
+  pairs = [(names[t], names[p], int(matrix[t, p]), int(matrix[t].sum()))
+           for t in range(len(names)) for p in range(len(names)) if t != p and matrix[t, p]]
+  return sorted(pairs, key=lambda x: (-x[2], x[0], x[1]))[:count]
+
+
+def _wall_time_table(run: RunResults) -> str:
+  nodes = sorted(run.nodes.values(), key=lambda n: n.start_time)
+  rows = [[n.node_id, n.state.lower(), f'{n.seconds:.0f}'] for n in nodes]
+  total = (max(n.end_time for n in nodes) - min(n.start_time for n in nodes)) if nodes else 0
+  rows.append(['**whole run**', '', f'**{total:.0f}**'])
+  return _table(['component', 'state', 'wall time (s)'], rows)
+
+
+def _manifest_table(manifest: Dict[str, Any]) -> str:
+  per_category = manifest.get('categories') or {}
+  if isinstance(per_category, list):  # A list of rows with a 'category' key.
+    per_category = {row.get('category', str(i)): row for i, row in enumerate(per_category)}
+  if not isinstance(per_category, dict) or not per_category:
+    return ''
+  keys = []
+  for row in per_category.values():
+    for key, value in row.items():
+      if key != 'category' and isinstance(value, (int, float)) and key not in keys:
+        keys.append(key)
+  rows = [[name] + [row.get(k, '') for k in keys] for name, row in sorted(per_category.items())]
+  return _table(['category'] + keys, rows)
+
+
+def _better(run: RunResults, key: str) -> Optional[Tuple[ModelResults, ModelResults]]:
+  """(better, worse) by `key` when both models have it and they differ, else None."""
+  if len(run.models) < 2:
+    return None
+  values = [(_get(m.metrics, key), m) for m in run.models[:2]]
+  if any(v is None for v, _ in values) or values[0][0] == values[1][0]:
+    return None
+  ordered = sorted(values, key=lambda vm: -vm[0])
+  return ordered[0][1], ordered[1][1]
+
+
+def _abstract(run: RunResults) -> str:
+  s = run.sampling
+  parts = [f'This report describes pipeline run `{run.run_id}` of `{run.pipeline_name}`: '
+           f'{s.get("num_categories", "?")} Quick, Draw! categories with '
+           f'{s.get("train_per_category", "?")} training and {s.get("test_per_category", "?")} '
+           f'test drawings each (seed {s.get("seed", "?")}), sketches at '
+           f'{run.image_size}x{run.image_size}.']
+  for m in run.models:
+    parts.append(f'{m.name} reached {_pct(m.metrics.get("test_accuracy"))} test accuracy '
+                 f'(train {_pct(m.metrics.get("train_accuracy"))}) and a leave-one-out '
+                 f'retrieval mAP of {_num(m.metrics.get("map"))} with its fc_1 embeddings.')
+  random_map = _get(run.models[0].metrics, 'floors.random_map')
+  if random_map is not None:
+    parts.append(f'A random ranking scores an mAP of {_num(random_map)} on the same queries.')
+  return ' '.join(parts)
+
+
+def _discussion(run: RunResults) -> List[str]:
+  """Statements that the measured values support, one per bullet."""
+  points = []
+  for key, label in (('test_accuracy', 'test accuracy'), ('map', 'retrieval mAP (L2)'),
+                     ('test_top5_accuracy', 'top-5 test accuracy'),
+                     ('map_cosine', 'retrieval mAP with cosine distance')):
+    better = _better(run, key)
+    if better:
+      points.append(f'{better[0].name} is ahead of {better[1].name} on {label}: '
+                    f'{_metric_text(better[0], key)} against {_metric_text(better[1], key)}.')
+  for m in run.models:
+    train, test = m.metrics.get('train_accuracy'), m.metrics.get('test_accuracy')
+    if train is not None and test is not None:
+      gap = train - test
+      verdict = ('a gap that points to overfitting' if gap > 0.1 else
+                 'close: no sign of overfitting at this training budget')
+      points.append(f'{m.name}: train accuracy {_pct(train)}, test {_pct(test)}, {verdict} '
+                    f'({gap * 100:+.1f} points).')
+    raw = _get(m.metrics, 'floors.raw_pixels_map')
+    random_map = _get(m.metrics, 'floors.random_map')
+    if m.metrics.get('map') is not None and random_map is not None:
+      text = (f'{m.name}\'s fc_1 embeddings retrieve at mAP {_num(m.metrics["map"])}, '
+              f'{m.metrics["map"] / random_map:.1f}x the random ranking ({_num(random_map)})')
+      if raw is not None:
+        text += (f' and {m.metrics["map"] / raw:.1f}x raw pixels ({_num(raw)}): the learned '
+                 'features carry the category far better than the pictures themselves'
+                 if m.metrics['map'] > raw else
+                 f'; raw pixels ({_num(raw)}) do as well or better, so the embedding adds '
+                 'little beyond the picture')
+      points.append(text + '.')
+    l2, cosine = m.metrics.get('map'), m.metrics.get('map_cosine')
+    if l2 is not None and cosine is not None and abs(l2 - cosine) >= 0.005:
+      points.append(f'{m.name}: cosine distance on normalised embeddings gives mAP '
+                    f'{_num(cosine)}, {"better" if cosine > l2 else "worse"} than L2 '
+                    f'({_num(l2)}).')
+    pairs = confusion_pairs(m, 3)
+    if pairs:
+      listed = '; '.join(f'{t} taken for {p} ({n} of {total})' for t, p, n, total in pairs)
+      points.append(f'{m.name}\'s most frequent confusions on the test split: {listed}.')
+    per_ap = _get(m.metrics, 'retrieval.l2.per_category_ap') or {}
+    scored = sorted((v, c) for c, v in per_ap.items() if v is not None)
+    if len(scored) >= 2:
+      points.append(f'{m.name} retrieves {scored[-1][1]} best (AP {_num(scored[-1][0])}) and '
+                    f'{scored[0][1]} worst (AP {_num(scored[0][0])}).')
+  return points
+
+
+def _metric_text(model: ModelResults, key: str) -> str:
+  value = _get(model.metrics, key)
+  return _pct(value) if 'accuracy' in key else _num(value)
+
+
+def _conclusions(run: RunResults) -> List[str]:
+  points = []
+  by_map = _better(run, 'map')
+  by_accuracy = _better(run, 'test_accuracy')
+  if by_map and by_accuracy and by_map[0].name == by_accuracy[0].name:
+    points.append(f'In this run {by_map[0].name} is the better model for both classification '
+                  'and similarity search.')
+  else:
+    if by_accuracy:
+      points.append(f'{by_accuracy[0].name} classifies better in this run.')
+    if by_map:
+      points.append(f'{by_map[0].name} gives the better embeddings for similarity search.')
+  epochs = {m.name: m.training.get('epochs') for m in run.models}
+  full = config_lib.PROFILES['full']
+  s = run.sampling
+  if s.get('train_per_category') and s['train_per_category'] < full.train_per_category:
+    points.append(f'The run used {s["train_per_category"]} training drawings per category and '
+                  f'{", ".join(f"{n}: {e} epochs" for n, e in epochs.items())}, less than the '
+                  f'specification ({full.num_categories} categories x '
+                  f'{full.train_per_category}); the numbers describe this budget, not what the '
+                  'architectures reach with the full data (the `full` profile).')
+  pushed = [m.name for m in run.models if m.pushed_to]
+  points.append(f'Pushed to the model registry: {", ".join(pushed) if pushed else "none"}'
+                ' (models that met the blessing thresholds).')
+  return points
+
+
+def render_markdown(run: RunResults, figures: Dict[str, str]) -> str:
+  """The report; `figures` maps a figure's name to its path relative to the report."""
+  s = run.sampling
+  out = [f'# Quick, Draw! sketch classification and similarity search: run {run.run_id}', '',
+         f'Generated {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} from ML Metadata '
+         f'(`{run.metadata_path}`). {_DATA_CREDIT}', '',
+         '## Abstract', '', _abstract(run), '',
+         '## Introduction', '',
+         'Quick, Draw! holds millions of sketches that players drew in under 20 seconds for one of '
+         '345 categories. Two convolutional networks from the specification, skNet (VGG-like) '
+         'and skResNet (residual), learn to classify them; their 1024-d fc_1 layer then serves '
+         'as an embedding for sketch similarity search. Classification is measured by top-1 and '
+         'top-5 accuracy; search by leave-one-out mean Average Precision: every test drawing '
+         'queries all the other test drawings by L2 distance, and results of its own category '
+         'are relevant.', '',
+         '## Development', '',
+         'A TFX pipeline (local Beam runner, SQLite ML Metadata) did the work: QuickDrawExampleGen '
+         'sampled and rendered the drawings, StatisticsGen and ExampleValidator checked them '
+         'against the curated schema, Transform resized them, one Trainer per model fitted it, '
+         'an EmbeddingEvaluator per model measured it and decided the blessing, and the Pusher '
+         'exported blessed models to the registry.', '',
+         f'- Source: `{s.get("source", "?")}`; seed {s.get("seed", "?")}; '
+         f'{s.get("num_categories", "?")} categories x ({s.get("train_per_category", "?")} train + '
+         f'{s.get("test_per_category", "?")} test) drawings.']
+  for m in run.models:
+    t = m.training
+    described = ', '.join(f'{k.replace("_", " ")} {v}' for k, v in sorted(t.items())
+                          if k not in ('model_name', 'seed'))
+    out.append(f'- {m.name}: {described}.')
+  out.append('')
+  if 'samples' in figures:
+    out += [f'![Sample drawings]({figures["samples"]})', '']
+  manifest = _manifest_table(run.manifest)
+  if manifest:
+    out += ['Sampling, per category (from the ExampleGen\'s manifest):', '', manifest, '']
+  out += ['Wall time per component:', '', _wall_time_table(run), '']
+  if 'wall_time' in figures:
+    out += [f'![Wall time per component]({figures["wall_time"]})', '']
+
+  out += ['## Results and discussion', '', _headline_table(run), '',
+          'Floors: chance accuracy is 1 / categories; the random-ranking mAP is the expected mAP '
+          'of a random order of the other test drawings; raw pixels rank by L2 distance between '
+          'the 128x128 images themselves.', '']
+  if 'learning_curves' in figures:
+    out += ['### Learning curves', '', f'![Learning curves]({figures["learning_curves"]})', '']
+  if 'pr_curves' in figures:
+    out += ['### Retrieval precision-recall', '', f'![PR curves]({figures["pr_curves"]})', '']
+  for m in run.models:
+    table = _per_category_table(m)
+    if table:
+      out += [f'### {m.name}: per category (test split)', '', table, '']
+    pairs = confusion_pairs(m)
+    if pairs:
+      out += [f'Most frequent confusions of {m.name}:', '',
+              _table(['true category', 'predicted as', 'drawings', 'of'],
+                     [list(p) for p in pairs]), '']
+    if f'retrieval_{m.name}' in figures:
+      out += [f'![Retrieval examples, {m.name}]({figures[f"retrieval_{m.name}"]})', '']
+  if run.comparison_md:
+    out += ['### skNet against skResNet on every metric', '',
+            '<details><summary>The ModelComparison table</summary>', '',
+            run.comparison_md.strip(), '', '</details>', '']
+  out += ['### Discussion', ''] + [f'- {p}' for p in _discussion(run)] + ['']
+  out += ['## Conclusions', ''] + [f'- {p}' for p in _conclusions(run)] + ['']
+  return '\n'.join(out)
+
+
+# ------------------------------------------------------------------------------------------
+# HTML: the Markdown, rendered, with the figures embedded
+
+_STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+"""
+# Lets a headless browser check the page: after load, <body data-images="loaded/total">.
+_IMAGE_CHECK = """
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-images', loaded.length + '/' + images.length);
+});
+"""
+
+
+def render_html(markdown_text: str, figure_dir: str, title: str) -> str:
+  import markdown  # pylint: disable=g-import-not-at-top
+  body = markdown.markdown(markdown_text, extensions=['tables', 'md_in_html'])
+
+  def embed(match):
+    path = os.path.join(figure_dir, os.path.basename(html.unescape(match.group(1))))
+    with open(path, 'rb') as f:
+      return f'src="data:image/png;base64,{base64.b64encode(f.read()).decode()}"'
+  body = re.sub(r'src="(%s/[^"]+\.png)"' % FIGURES, embed, body)
+  return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+          f'<title>{html.escape(title)}</title><style>{_STYLE}</style>'
+          f'<script>{_IMAGE_CHECK}</script></head>\n<body>\n{body}\n</body></html>\n')
+
+
+def write_report(run: RunResults, out_dir: str) -> Tuple[str, str]:
+  """Writes report.md, figures/ and report.html into `out_dir`; returns both paths."""
+  figure_dir = os.path.join(out_dir, FIGURES)
+  os.makedirs(figure_dir, exist_ok=True)
+  figures = {}
+
+  def add(name, draw, *args):
+    path = os.path.join(figure_dir, f'{name}.png')
+    if draw(*args, path) is not False:
+      figures[name] = f'{FIGURES}/{name}.png'
+  add('samples', figure_samples, run)
+  add('learning_curves', figure_learning_curves, run)
+  add('pr_curves', figure_pr_curves, run)
+  for model in run.models:
+    add(f'retrieval_{model.name}', figure_retrieval, run, model)
+  add('wall_time', figure_wall_time, run)
+  text = render_markdown(run, figures)
+  md_path = os.path.join(out_dir, REPORT_MD)
+  with open(md_path, 'w') as f:
+    f.write(text)
+  html_path = os.path.join(out_dir, REPORT_HTML)
+  with open(html_path, 'w') as f:
+    f.write(render_html(text, figure_dir, f'quickdraw-tfx run {run.run_id}'))
+  return md_path, html_path
+
+
+def default_out_dir(config: config_lib.PipelineConfig, run_id: str) -> str:
+  return os.path.join(config.output_dir, 'reports', re.sub(r'[^\w.-]+', '_', run_id))
+
+
+def build(config: config_lib.PipelineConfig, run_id: Optional[str] = None,
+          out_dir: Optional[str] = None) -> Tuple[str, str]:
+  """Collects run `run_id` (default: the latest) of `config`'s pipeline and writes its report."""
+  run = collect(config.metadata_path, config.pipeline_name, run_id)
+  return write_report(run, out_dir or default_out_dir(config, run.run_id))
+
+
+# ------------------------------------------------------------------------------------------
+# The `report` subcommand
+
+
+def register(subparsers) -> None:
+  parser = subparsers.add_parser(
+      'report', help='write the experiment report of a run (Markdown + HTML)',
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--profile', choices=config_lib.profile_names(),
+                      help='whose pipeline (default: the config file\'s, else default)')
+  parser.add_argument('--config', metavar='YAML', help='the settings file the run used')
+  parser.add_argument('--output-dir', help='the run\'s output folder (default: outputs/)')
+  parser.add_argument('--run-id', help='a pipeline run id (default: the latest run)')
+  parser.add_argument('--out', help='report folder (default: <output-dir>/reports/<run id>)')
+  parser.set_defaults(func=report_command)
+
+
+def report_command(args) -> int:
+  try:
+    config = config_lib.load(args.profile, args.config)
+  except ValueError as e:
+    print(f'quickdraw-tfx report: error: {e}', file=sys.stderr)
+    return 2
+  if args.output_dir:
+    config = config.replace(output_dir=args.output_dir)
+  try:
+    md_path, html_path = build(config, args.run_id, args.out)
+  except (LookupError, FileNotFoundError) as e:
+    print(f'quickdraw-tfx report: {e}', file=sys.stderr)
+    return 1
+  print(f'Report: {os.path.abspath(html_path)}\n        {os.path.abspath(md_path)}')
+  return 0
