@@ -14,6 +14,7 @@ import time
 import traceback
 
 from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+from pipeline import progress
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Source folders of the project's own packages (not .venv, which may sit inside the root).
@@ -138,6 +139,8 @@ def run_command(args) -> int:
     print(f'quickdraw-tfx run: error: {e}', file=sys.stderr)
     return 2
   say = (lambda *a, **k: None) if args.quiet else print
+  if args.quiet:
+    os.environ[progress.ENV] = 'off'
   say(f'quickdraw-tfx: profile {config.profile}: {config.num_categories} categories x '
         f'({config.train_per_category} train + {config.test_per_category} test) drawings, '
         f'{config.image_size}x{config.image_size}, seed {config.seed}\n'
