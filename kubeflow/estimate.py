@@ -109,13 +109,21 @@ def measured_volumes(pipeline_root: str, models) -> Dict[str, float]:
   return volumes
 
 
-def decode_seconds_per_image(pipeline_root: str, repeats: int = 5) -> float:
-  """Median time of the Transform graph's image step (PNG decode + area resize) per image."""
+def _train_records(pipeline_root: str) -> List[bytes]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from models import preprocessing  # pylint: disable=g-import-not-at-top
   examples = _latest(pipeline_root, 'QuickDrawExampleGen', 'examples')
   files = glob.glob(os.path.join(examples, 'Split-train', '*'))
-  records = list(tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator())
+  return list(tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator())
+
+
+def decode_seconds_per_image(pipeline_root: str, repeats: int = 5) -> float:
+  """Median time of the Transform graph's image step (PNG decode + area resize) per image,
+  on one CPU thread. Call before anything else starts TensorFlow's runtime."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from models import preprocessing  # pylint: disable=g-import-not-at-top
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  records = _train_records(pipeline_root)
   pngs = tf.constant([tf.train.Example.FromString(r).features.feature['image_png']
                       .bytes_list.value[0] for r in records])
   step = tf.function(preprocessing.decode_and_resize)
@@ -128,11 +136,32 @@ def decode_seconds_per_image(pipeline_root: str, repeats: int = 5) -> float:
   return statistics.median(timings)
 
 
+def serialized_bytes_per_example(source: str, config: config_lib.PipelineConfig,
+                                 per_category: int) -> float:
+  """Mean serialized tf.Example size over `per_category` drawings of each category that
+  `config` samples from `source`, rendered as ExampleGen renders them."""
+  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
+  categories = quickdraw_data.choose_categories(
+      quickdraw_data.list_categories(source), config.num_categories, config.seed)
+  sizes = []
+  for category in categories:
+    sample = quickdraw_data.sample_category(source, category, per_category, 0, config.seed)
+    for drawing_id, drawing in sample.train:
+      png = quickdraw_data.render_png(drawing, config.render_size, config.stroke_width)
+      sizes.append(quickdraw_data.to_example(drawing_id, category, png).ByteSize())
+  return statistics.mean(sizes)
+
+
 def _gb(num_bytes: float) -> str:
-  return f'{num_bytes / 1e9:.2f} GB' if num_bytes >= 1e8 else f'{num_bytes / 1e6:.1f} MB'
+  for unit, size in (('GB', 1e9), ('MB', 1e6), ('KB', 1e3)):
+    if num_bytes >= size / 10:
+      return f'{num_bytes / size:.2f} {unit}'
+  return f'{num_bytes:.0f} B'
 
 
-def report(target: config_lib.PipelineConfig, pipeline_root: str, cpus_per_gpu_pod: float) -> str:
+def report(target: config_lib.PipelineConfig, pipeline_root: str, cpus_per_gpu_pod: float,
+           source: str, per_category: int) -> str:
+  decode = decode_seconds_per_image(pipeline_root)  # First: it sets TensorFlow's threads.
   lines = [f'Target profile {target.profile}: {target.num_categories} categories x '
            f'({target.train_per_category} train + {target.test_per_category} test), '
            f'{target.image_size}x{target.image_size}']
@@ -150,12 +179,11 @@ def report(target: config_lib.PipelineConfig, pipeline_root: str, cpus_per_gpu_p
                  f'{f["conv_flops"] / f["forward_flops"]:.1%} | {training / 1e9:.2f} | '
                  f'{training * train_images / 1e15:.2f} |')
 
-  decode = decode_seconds_per_image(pipeline_root)
   input_seconds = decode * train_images / cpus_per_gpu_pod
   lines.append(f'\nInput pipeline: PNG decode + resize measured at {decode * 1e3:.2f} ms per image '
-               f'on this CPU (median of 5 passes; the machine is shared) -> '
-               f'{input_seconds:.0f} s per epoch of {train_images} images on '
-               f'{cpus_per_gpu_pod:g} vCPUs (the Trainer pod), if it scales with cores')
+               f'on one thread of this CPU (median of 5 passes; the machine is shared) -> '
+               f'{input_seconds:.0f} s of CPU per epoch of {train_images} images on the Trainer '
+               f'pod\'s {cpus_per_gpu_pod:g} vCPUs, if it scales with cores')
   lines.append(f'\nSeconds per training epoch ({train_images} images), compute at '
                f'{ASSUMED_UTILIZATION:.0%} of FP32 peak (in brackets: at 100%, the lower bound)')
   lines.append('| GPU (FP32 peak) | ' + ' | '.join(flops) + ' |')
@@ -169,17 +197,27 @@ def report(target: config_lib.PipelineConfig, pipeline_root: str, cpus_per_gpu_p
     lines.append(f'| {gpu} ({peak} TFLOP/s) | ' + ' | '.join(cells) + ' |')
 
   volumes = measured_volumes(pipeline_root, target.models)
+  smoke_records = _train_records(pipeline_root)
+  smoke_serialized = statistics.mean(len(r) for r in smoke_records)
+  target_serialized = serialized_bytes_per_example(source, target, per_category)
+  # On-disk bytes per example = the smoke run's, scaled by how much bigger the target's own
+  # categories' examples are than the smoke run's (drawing complexity varies by category).
+  scale = target_serialized / smoke_serialized
   lines.append(f'\nData volumes, measured on {pipeline_root} ({volumes["run_categories"]} '
                f'categories, {volumes["train_examples"]} train + {volumes["test_examples"]} test '
-               'examples) and extrapolated per example to the target profile')
+               'examples) and extrapolated per example to the target profile. Serialized '
+               f'tf.Example: {smoke_serialized:.0f} B on average in that run, '
+               f'{target_serialized:.0f} B over {per_category} drawings of each of the '
+               f'target\'s {target.num_categories} categories at {source} (rendered here), so '
+               f'example sizes are scaled by {scale:.2f}')
   lines.append('| stage | measured | target profile |')
   lines.append('| --- | --- | --- |')
   for split, count in (('train', train_images), ('test', test_images)):
     per = volumes[f'{split}_bytes_per_example']
     lines.append(f'| Examples Split-{split} (gzip TFRecord) | {per:.0f} B per example | '
-                 f'{_gb(per * count)} |')
+                 f'{_gb(per * scale * count)} |')
   epochs = {name: target.training[name].epochs for name in target.models}
-  reads = sum(epochs.values()) * volumes['train_bytes_per_example'] * train_images
+  reads = (sum(epochs.values()) * volumes['train_bytes_per_example'] * scale * train_images)
   lines.append(f'| Trainers read Split-train ({" + ".join(map(str, epochs.values()))} epochs) '
                f'| | {_gb(reads)} |')
   lines.append(f'| Statistics | {_gb(volumes["statistics_bytes"])} | about the same (per '
@@ -204,11 +242,15 @@ def main(argv=None) -> int:
   parser.add_argument('--profile', default='full', choices=config_lib.profile_names(),
                       help='the profile to size (default: %(default)s)')
   parser.add_argument('--cpus-per-gpu-pod', type=float, default=4.0)
+  parser.add_argument('--source', help='where the target\'s categories are sampled from for '
+                      'example sizes (default: as `quickdraw-tfx run`)')
+  parser.add_argument('--drawings-per-category', type=int, default=5)
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   target = config_lib.PROFILES[args.profile]
   try:
-    print(report(target, args.pipeline_root, args.cpus_per_gpu_pod))
-  except FileNotFoundError as e:
+    print(report(target, args.pipeline_root, args.cpus_per_gpu_pod,
+                 args.source or config_lib.default_source(), args.drawings_per_category))
+  except (FileNotFoundError, ValueError) as e:
     print(f'kubeflow.estimate: {e}', file=sys.stderr)
     return 1
   return 0
