@@ -63,7 +63,7 @@ def _is_remote(uri: str) -> bool:
 
 def beam_pipeline_args(runner: str, output_dir: str, image: str, gcp_project: str = '',
                        region: str = '', endpoint: str = '', max_workers: int = 20,
-                       extra: Sequence[str] = ()) -> Tuple[str, ...]:
+                       direct_workers: int = 1, extra: Sequence[str] = ()) -> Tuple[str, ...]:
   """Arguments for the Beam stages on `runner`; `extra` comes last, so it overrides."""
   if runner == 'dataflow':
     if not (gcp_project and region):
@@ -85,8 +85,10 @@ def beam_pipeline_args(runner: str, output_dir: str, image: str, gcp_project: st
       args = ['--runner=SparkRunner', f'--spark_master_url={endpoint}']
     args += ['--environment_type=EXTERNAL', f'--environment_config={WORKER_POOL_ENDPOINT}']
   elif runner == 'direct':
-    # Inside the component's own pod, one process per core (0 = as many as the pod has).
-    args = ['--direct_running_mode=multi_processing', '--direct_num_workers=0']
+    # Inside the component's own pod, one process per vCPU of its limit (Beam's 0 would
+    # count the node's cores, not the pod's).
+    args = ['--direct_running_mode=multi_processing',
+            f'--direct_num_workers={max(1, direct_workers)}']
   else:
     raise UsageError(f'unknown Beam runner {runner!r}; choose one of {", ".join(BEAM_RUNNERS)}')
   return tuple(args) + tuple(extra)
@@ -230,6 +232,11 @@ def parse_args(argv):
 
 
 def configs_from_args(args) -> Tuple[config_lib.PipelineConfig, ClusterConfig]:
+  if args.accelerator_count < 0:
+    raise UsageError('--accelerator-count must be 0 (no GPU) or more')
+  limits = (args.gpu_cpu_limit, args.gpu_memory_limit, args.cpu_limit, args.memory_limit)
+  if min(limits) <= 0:
+    raise UsageError('CPU and memory limits must be positive')
   overrides = {'source': args.source, 'output_dir': args.output_dir}
   if args.seed is not None:
     overrides['seed'] = args.seed
@@ -237,7 +244,8 @@ def configs_from_args(args) -> Tuple[config_lib.PipelineConfig, ClusterConfig]:
   beam_args = beam_pipeline_args(
       args.beam_runner, args.output_dir, args.image, gcp_project=args.gcp_project or '',
       region=args.region or '', endpoint=args.beam_endpoint or '',
-      max_workers=args.beam_max_workers, extra=args.beam_arg)
+      max_workers=args.beam_max_workers, direct_workers=int(args.cpu_limit),
+      extra=args.beam_arg)
   cluster = ClusterConfig(
       image=args.image, accelerator_type=args.accelerator_type,
       accelerator_count=args.accelerator_count, gpu_cpu_limit=args.gpu_cpu_limit,

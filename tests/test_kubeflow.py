@@ -189,8 +189,8 @@ def test_beam_runner_defaults_and_overrides():
   spark = compile_kfp.beam_pipeline_args('spark', 'gs://b', IMAGE, endpoint='spark://m:7077')
   assert spark[:2] == ('--runner=SparkRunner', '--spark_master_url=spark://m:7077')
   assert '--environment_type=EXTERNAL' in spark
-  assert compile_kfp.beam_pipeline_args('direct', 'gs://b', IMAGE)[0] == (
-      '--direct_running_mode=multi_processing')
+  assert compile_kfp.beam_pipeline_args('direct', 'gs://b', IMAGE, direct_workers=3) == (
+      '--direct_running_mode=multi_processing', '--direct_num_workers=3')
   with pytest.raises(compile_kfp.UsageError, match='--gcp-project and --region'):
     compile_kfp.beam_pipeline_args('dataflow', 'gs://b', IMAGE, gcp_project='p')
   with pytest.raises(compile_kfp.UsageError, match='--beam-endpoint'):
@@ -218,6 +218,8 @@ def test_cli_compile_kfp_writes_the_spec(tmp_path, capsys):
     (['--source', ROOT], 'not a URI that pods can reach'),
     (['--beam-runner', 'dataflow'], '--gcp-project and --region'),
     (['--output-file', 'spec.txt'], 'must end in .yaml'),
+    (['--accelerator-count', '-1'], '--accelerator-count must be'),
+    (['--memory-limit', '0'], 'limits must be positive'),
 ])
 def test_cli_compile_kfp_usage_errors_exit_2(tmp_path, capsys, extra, message):
   from pipeline import cli
