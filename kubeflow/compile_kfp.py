@@ -173,8 +173,8 @@ def compile_pipeline(config: config_lib.PipelineConfig, cluster: ClusterConfig,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument('--image', required=True, help='container image built from '
-                      'kubeflow/Dockerfile, e.g. us-docker.pkg.dev/PROJECT/REPO/quickdraw-tfx:0.1.0')
+  parser.add_argument('--image', required=True, help='container image built from kubeflow/'
+                      'Dockerfile, e.g. us-docker.pkg.dev/PROJECT/REPO/quickdraw-tfx:0.1.0')
   parser.add_argument('--output-dir', required=True, help='cluster storage for the run, e.g. '
                       'gs://BUCKET/quickdraw-tfx: the pipeline root is <output-dir>/pipeline_root/'
                       '<pipeline name>, the model registry <output-dir>/registry')

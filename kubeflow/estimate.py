@@ -46,7 +46,8 @@ def layer_macs(model) -> List[Tuple[str, int]]:
 def profiler_flops(model, image_size: int) -> int:
   """Float operations of one forward pass as TensorFlow's profiler counts them."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-direct-tensorflow-import
+  # pylint: disable-next=g-direct-tensorflow-import
+  from tensorflow.python.framework import convert_to_constants
   forward = tf.function(lambda x: model(x, training=False)).get_concrete_function(
       tf.TensorSpec([1, image_size, image_size, 1], tf.float32))
   graph = convert_to_constants.convert_variables_to_constants_v2(forward).graph
