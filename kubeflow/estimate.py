@@ -46,11 +46,12 @@ def layer_macs(model) -> List[Tuple[str, int]]:
 def profiler_flops(model, image_size: int) -> int:
   """Float operations of one forward pass as TensorFlow's profiler counts them."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  # pylint: disable-next=g-direct-tensorflow-import
-  from tensorflow.python.framework import convert_to_constants
-  forward = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-      tf.TensorSpec([1, image_size, image_size, 1], tf.float32))
-  graph = convert_to_constants.convert_variables_to_constants_v2(forward).graph
+
+  @tf.function(input_signature=[tf.TensorSpec([1, image_size, image_size, 1], tf.float32)])
+  def forward(images):
+    return model(images, training=False)
+
+  graph = forward.get_concrete_function().graph
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options['output'] = 'none'
   return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops

@@ -341,3 +341,12 @@ def test_flop_count_follows_the_specification_tables():
   assert resnet['conv2_1'] == 64 * 64 * 64 * 9 * 64  # After maxpool_1: 64x64.
   assert resnet['conv10_1'] == 16 * 16 * 256 * 9 * 256
   assert len(resnet) == 19
+
+
+def test_flop_count_agrees_with_tensorflows_profiler():
+  from kubeflow import estimate
+  from models import architectures
+  model = architectures.build('sknet', 10)
+  counted = 2 * sum(macs for _, macs in estimate.layer_macs(model))
+  # The profiler also counts BatchNorm and the dense biases: a little more.
+  assert counted <= estimate.profiler_flops(model, 128) <= counted * 1.01
