@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTHON310 := $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys' >/dev/null 2>&1 \
 	&& echo python3.10 || ls -d $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
 
-.PHONY: run test setup clean
+.PHONY: run test setup clean kfp
 run: $(VENV)/.installed
 	$(PY) -m pipeline.run --profile $(PROFILE)
 
@@ -35,6 +35,14 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(PY) -m pip install --upgrade 'pip==24.2'
 	$(PY) -m pip install -c constraints.txt -e '.[test]'
 	touch $@
+
+# Compiles the pipeline for Kubeflow Pipelines (docs/kubeflow.md), e.g.
+#   make kfp KFP_ARGS="--image REGISTRY/quickdraw-tfx:0.1.0 --output-dir gs://BUCKET/quickdraw-tfx \
+#                      --gcp-project PROJECT --region us-central1"
+KFP_PROFILE ?= full
+KFP_ARGS ?=
+kfp: $(VENV)/.installed
+	$(PY) -m kubeflow.compile_kfp --profile $(KFP_PROFILE) $(KFP_ARGS)
 
 clean:
 	rm -rf outputs

@@ -7,7 +7,8 @@ setuptools.setup(
     description='TFX pipeline: Quick, Draw! sampling, skNet/skResNet training, '
                 'leave-one-out retrieval mAP, model registry.',
     python_requires='>=3.10,<3.11',
-    packages=setuptools.find_packages(include=['pipeline', 'components', 'models', 'serving']),
+    packages=setuptools.find_packages(
+        include=['pipeline', 'components', 'models', 'serving', 'kubeflow']),
     package_data={'components': ['data/*.txt']},
     install_requires=[
         'tfx[kfp]==1.16.0',

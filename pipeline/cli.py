@@ -11,7 +11,8 @@ import sys
 
 # Each module defines register(subparsers): it adds its subcommand and sets `func`, a
 # callable(args) -> exit code. Modules import TensorFlow lazily so `--help` stays fast.
-SUBCOMMAND_MODULES = ('pipeline.run', 'pipeline.report')
+SUBCOMMAND_MODULES = ('pipeline.run', 'pipeline.report', 'kubeflow.compile_kfp',
+                      'kubeflow.submit_kfp')
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,16 +21,21 @@ RUN_FN = 'models.trainer.run_fn'
 
 
 def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config: Optional[object] = None) -> tfx_pipeline.Pipeline:
-  """The TFX pipeline for `config`; `metadata_connection_config` defaults to SQLite."""
+                    metadata_connection_config: Optional[object] = None,
+                    schema_file: Optional[str] = None) -> tfx_pipeline.Pipeline:
+  """The TFX pipeline for `config`; `metadata_connection_config` defaults to SQLite.
+
+  `schema_file` defaults to this checkout's schema/schema.pbtxt; a compiled pipeline for a
+  cluster passes the path inside its container image instead (kubeflow/compile_kfp.py).
+  """
   example_gen = QuickDrawExampleGen(
       source=config.source, num_categories=config.num_categories,
       train_per_category=config.train_per_category, test_per_category=config.test_per_category,
       seed=config.seed, render_size=config.render_size, stroke_width=config.stroke_width,
       categories=config.categories)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_importer = tfx.components.ImportSchemaGen(schema_file=os.path.join(
-      SCHEMA_DIR, 'schema.pbtxt'))
+  schema_importer = tfx.components.ImportSchemaGen(
+      schema_file=schema_file or os.path.join(SCHEMA_DIR, 'schema.pbtxt'))
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_importer.outputs['schema'])
