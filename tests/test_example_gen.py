@@ -12,6 +12,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 from google.protobuf import message
 
+from components import quickdraw_data
 from components import quickdraw_example_gen
 from tests.conftest import make_synthetic_source
 
@@ -28,9 +29,22 @@ def _run(source, out_dir, seed=5, **overrides):
       key: proto_utils.proto_to_json(value) if isinstance(value, message.Message) else value
       for key, value in component.exec_properties.items()}
   examples = standard_artifacts.Examples()
-  examples.uri = str(out_dir)
-  quickdraw_example_gen.Executor().Do({}, {'examples': [examples]}, exec_properties)
+  examples.uri = os.path.join(str(out_dir), 'examples')
+  quickdraw_example_gen.Executor().Do({}, {'examples': [examples], 'manifest': [
+      _manifest_of(examples)]}, exec_properties)
   return examples
+
+
+_MANIFESTS = {}
+
+
+def _manifest_of(examples):
+  """The manifest artifact written beside `examples` by `_run` (one object per run)."""
+  if examples.uri not in _MANIFESTS:
+    manifest = quickdraw_example_gen.SamplingManifest()
+    manifest.uri = os.path.join(os.path.dirname(examples.uri), 'manifest')
+    _MANIFESTS[examples.uri] = manifest
+  return _MANIFESTS[examples.uri]
 
 
 def _records(examples, split):
@@ -94,12 +108,20 @@ def test_images_decode_to_the_render_size(first_run):
 
 
 def test_manifest_counts_reads_duplicates_and_takes(first_run):
-  manifest = quickdraw_example_gen.read_manifest(first_run)
+  manifest = quickdraw_example_gen.read_manifest(_manifest_of(first_run))
+  assert manifest == quickdraw_example_gen.read_manifest(first_run)  # The copy in Examples.
   assert manifest['seed'] == 5 and manifest['train_per_category'] == TRAIN
+  assert manifest['format'] == quickdraw_data.SIMPLIFIED
+  assert manifest['category_choice'] == 'random (seeded)'
+  assert manifest['chosen_categories'] == [r['category'] for r in manifest['categories']]
   assert len(manifest['categories']) == 3
   for row in manifest['categories']:
     assert (row['read'], row['duplicates_removed'], row['train'], row['test']) == (60, 10, TRAIN,
                                                                                    TEST)
+    assert row['skipped'] == {} and row['fields'] == ['drawing', 'word']
+  assert manifest['totals'] == {'read': 180, 'skipped_total': 0, 'not_recognized_filtered': 0,
+                                'duplicates_removed': 30, 'train': 3 * TRAIN, 'test': 3 * TEST}
+  assert _manifest_of(first_run).get_int_custom_property('duplicates_removed') == 30
 
 
 def test_explicit_category_missing_at_source_fails_with_its_name(source, tmp_path):
