@@ -5,6 +5,7 @@ renamed into place only once its size matches the size the server announced (Con
 or the total of a Content-Range when resuming). Progress is logged every 10%.
 """
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -51,7 +52,11 @@ def fetch(url: str, cache_dir: Optional[str] = None, timeout: float = 60.0) -> s
     progress = _Progress(url, total, done)
     with open(partial, 'ab' if done else 'wb') as out:
       while True:
-        chunk = response.read(_CHUNK)
+        try:
+          chunk = response.read(_CHUNK)
+        except http.client.IncompleteRead as e:
+          out.write(e.partial)  # The connection ended early: keep what came, to resume.
+          break
         if not chunk:
           break
         out.write(chunk)
