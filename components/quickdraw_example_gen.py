@@ -22,13 +22,13 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component as example_gen_component
 from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import input_processor
-from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base import base_beam_component
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact as artifact_lib
 from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
 from tfx.types import component_spec
+from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 

@@ -24,7 +24,7 @@ _PROJECT_PACKAGES = tuple(os.path.join(_ROOT, package) + os.sep
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--profile', default='default', choices=config_lib.profile_names())
   parser.add_argument('--source', help='folder, gs:// or https:// prefix of <category>.ndjson[.gz] '
-                      'files (default: $QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or '
+                      '(simplified or raw) or <category>.npy (numpy_bitmap) files (default: $QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or '
                       'the public bucket)')
   parser.add_argument('--output-dir', help='where pipeline outputs, ML Metadata and the model '
                       'registry go (default: outputs/)')
@@ -149,6 +149,9 @@ def run_command(args) -> int:
   cached = sum(n.state == 'CACHED' for n in nodes.values())
   print(f'\nRun {run_id} finished in {time.time() - start:.0f} s '
         f'({len(nodes)} components, {cached} from cache).\n')
+  data = results.data_summary(nodes)
+  if data:
+    print(data + '\n')
   print(results.format_table(rows))
   return 0
 
