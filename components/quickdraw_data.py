@@ -50,6 +50,7 @@ CATEGORY_KEY = 'category'
 ID_KEY = 'drawing_id'
 
 Drawing = List[Tuple[List[int], List[int]]]
+_NUMBER_TYPES = {int, float}  # Not bool: JSON true/false are no coordinates.
 # A sampled item: strokes (ndjson formats) or the 784 bytes of a 28x28 bitmap row.
 Item = Union[Drawing, bytes]
 
@@ -138,9 +139,14 @@ def category_path(source: str, category: str) -> str:
   raise _missing_category(source, category, available)
 
 
+def _open_binary(path: str):
+  """Python's own file for local paths (3x faster than GFile here), GFile for gs:// and co."""
+  return tf.io.gfile.GFile(path, 'rb') if '://' in path else open(path, 'rb')
+
+
 def _open_lines(path: str) -> Iterator[bytes]:
   """The lines of a (gzipped) text file, streamed; a truncated .gz fails with the line reached."""
-  with tf.io.gfile.GFile(path, 'rb') as raw:
+  with _open_binary(path) as raw:
     stream = gzip.GzipFile(fileobj=raw) if path.endswith('.gz') else raw
     line_number = 0
     try:
@@ -172,9 +178,10 @@ def _checked_strokes(drawing, raw: bool) -> Drawing:
       raise _SkipLine('bad_stroke', f'stroke {i} is not a pair of equally long, non-empty x '
                       'and y lists (it has no points).')
     for values in (xs, ys):
-      if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+      # Set, min and max run in C: this check is most of the reading time otherwise.
+      if not set(map(type, values)) <= _NUMBER_TYPES:
         raise _SkipLine('bad_stroke', f'stroke {i} has coordinates that are not numbers.')
-      if not raw and any(v < 0 or v > SIMPLIFIED_MAX for v in values):
+      if not raw and (min(values) < 0 or max(values) > SIMPLIFIED_MAX):
         raise _SkipLine(
             'coordinates_out_of_range',
             f'stroke {i} has coordinates outside 0..{SIMPLIFIED_MAX}; this is not simplified '
@@ -321,7 +328,7 @@ def _ndjson_items(path: str, category: str, recognized_only: bool, counts: Categ
     if recognized_only and record.get('recognized') is False:
       counts.not_recognized += 1
       continue
-    yield line_number, json.dumps(strokes, separators=(',', ':')).encode(), strokes
+    yield line_number, repr(strokes).encode(), strokes  # Equal drawings, equal repr.
   counts.format = RAW if raw else SIMPLIFIED
   counts.fields = sorted(fields)
 
@@ -330,7 +337,7 @@ def _bitmap_rows(path: str, counts: CategorySample, chunk_rows: int = 4096
                  ) -> Iterator[Tuple[int, bytes, Item]]:
   """(row number, content key, row bytes) of a numpy_bitmap file, read in chunks."""
   row_bytes = BITMAP_SIDE * BITMAP_SIDE
-  with tf.io.gfile.GFile(path, 'rb') as f:
+  with _open_binary(path) as f:
     try:
       version = np.lib.format.read_magic(f)
       read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
