@@ -127,3 +127,49 @@ def test_manifest_counts_reads_duplicates_and_takes(first_run):
 def test_explicit_category_missing_at_source_fails_with_its_name(source, tmp_path):
   with pytest.raises(Exception, match="category 'unicorn' has no file"):
     _run(source, tmp_path, num_categories=1, categories=['unicorn'])
+
+
+@pytest.fixture(scope='module')
+def mixed_source(tmp_path_factory):
+  """One category per format: numpy_bitmap, raw ndjson, simplified ndjson with a bad line."""
+  folder = str(tmp_path_factory.mktemp('mixed'))
+  rng = np.random.default_rng(0)
+  np.save(os.path.join(folder, 'The Eiffel Tower.npy'),
+          rng.integers(0, 256, size=(30, 784), dtype=np.uint8))
+  with open(os.path.join(folder, 'raw circle.ndjson'), 'w') as f:
+    for i in range(30):
+      angles = np.linspace(0, 1 + i / 10, 50)
+      xs, ys = (1000 * np.cos(angles)).tolist(), (400 * np.sin(angles)).tolist()
+      f.write(json.dumps({'word': 'raw circle', 'drawing': [[xs, ys, list(range(50))]]}) + '\n')
+  make_synthetic_source(folder, categories=('line',), per_category=200, duplicates=0)
+  with open(os.path.join(folder, 'line.ndjson'), 'a') as f:
+    f.write('{"word": "line", "drawing": []}\n')
+  return folder
+
+
+def test_formats_and_skips_of_each_file_reach_the_manifest(mixed_source, tmp_path):
+  examples = _run(mixed_source, tmp_path, num_categories=3, train_per_category=10,
+                  test_per_category=5, categories=['The Eiffel Tower', 'raw circle', 'line'])
+  manifest = quickdraw_example_gen.read_manifest(_manifest_of(examples))
+  assert manifest['format'] == 'mixed' and manifest['category_choice'] == 'explicit'
+  rows = {r['category']: r for r in manifest['categories']}
+  assert rows['The Eiffel Tower']['format'] == quickdraw_data.BITMAP
+  assert rows['raw circle']['format'] == quickdraw_data.RAW
+  assert rows['line']['format'] == quickdraw_data.SIMPLIFIED
+  assert rows['line']['skipped'] == {'empty_drawing': 1} and rows['line']['read'] == 201
+  assert rows['line']['first_skipped']['empty_drawing'].endswith(
+      'line.ndjson:201: "drawing" is empty or not a list of strokes.')
+  assert manifest['totals']['skipped_total'] == 1
+  for split, expected in (('train', 10), ('test', 5)):
+    counts = collections.Counter(_value(e, 'category').decode() for e in _read(examples, split))
+    assert counts == {'The Eiffel Tower': expected, 'raw circle': expected, 'line': expected}
+  for example in _read(examples, 'test'):
+    image = np.array(Image.open(io.BytesIO(_value(example, 'image_png'))))
+    assert image.shape == (64, 64)
+
+
+def test_max_skip_ratio_of_the_component_fails_the_run(mixed_source, tmp_path):
+  with pytest.raises(Exception, match=r'line.ndjson: 1 of 201 lines skipped, more than '
+                                      r'max_skip_ratio 0 allows'):
+    _run(mixed_source, tmp_path, num_categories=1, train_per_category=10, test_per_category=5,
+         categories=['line'], max_skip_ratio=0.0)
