@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--categories', help='comma-separated category names instead of a '
                       'random choice')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
+  parser.add_argument('--max-skip-ratio', type=float, help='share of unusable lines a category '
+                      'file may have (skipped and counted in the manifest) before the run fails '
+                      '(default 0.01; 0 fails on the first)')
+  parser.add_argument('--recognized-only', action='store_true', help='keep only drawings the '
+                      'game recognized (where the lines carry "recognized")')
   parser.add_argument('--verbose', action='store_true', help='show the full TFX, Beam and '
                       'TensorFlow log on the console (it is always written to the log file)')
 
@@ -93,6 +98,10 @@ def config_from_args(args) -> config_lib.PipelineConfig:
     overrides.update(categories=names, num_categories=len(names))
   if args.no_cache:
     overrides['enable_cache'] = False
+  if getattr(args, 'max_skip_ratio', None) is not None:
+    overrides['max_skip_ratio'] = args.max_skip_ratio
+  if getattr(args, 'recognized_only', False):
+    overrides['recognized_only'] = True
   return config_lib.profile(args.profile, **overrides)
 
 

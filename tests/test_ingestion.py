@@ -293,3 +293,22 @@ def test_xy_strokes_beyond_255_are_refused_not_taken_as_simplified(tmp_path):
                      match=r'10 of 10 lines skipped.*coordinates_out_of_range: 10 .*cat.ndjson:1: '
                            r'stroke 0 has coordinates outside 0..255'):
     quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 1, seed=0)
+
+
+def test_skip_ratio_and_recognized_filter_go_from_the_command_line_to_the_component():
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import run as run_lib  # pylint: disable=g-import-not-at-top
+  from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
+  args = run_lib.parse_args(['--profile', 'smoke', '--source', '/x', '--max-skip-ratio', '0.2',
+                             '--recognized-only'])
+  config = run_lib.config_from_args(args)
+  assert (config.max_skip_ratio, config.recognized_only) == (0.2, True)
+  assert run_lib.config_from_args(run_lib.parse_args(['--source', '/x'])).max_skip_ratio == 0.01
+  example_gen = next(c for c in pipeline_lib.create_pipeline(config).components
+                     if c.id == 'QuickDrawExampleGen')
+  custom_config = example_gen.exec_properties['custom_config']
+  if not isinstance(custom_config, str):
+    custom_config = quickdraw_example_gen.proto_utils.proto_to_json(custom_config)
+  sampling = quickdraw_example_gen.sampling_config({'custom_config': custom_config})
+  assert (sampling['max_skip_ratio'], sampling['recognized_only']) == (0.2, True)
+  assert set(example_gen.outputs) == {'examples', 'manifest'}
