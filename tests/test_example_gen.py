@@ -4,10 +4,12 @@ import io
 import json
 import os
 
+import apache_beam as beam
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
+from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 from google.protobuf import message
@@ -20,7 +22,7 @@ CATEGORIES = ('line', 'box', 'zig zag', 'The Eiffel Tower')
 TRAIN, TEST = 30, 12
 
 
-def _run(source, out_dir, seed=5, **overrides):
+def _run(source, out_dir, seed=5, beam_args=None, **overrides):
   """Runs the executor as TFX would, with the exec properties the component declares."""
   args = dict(source=source, num_categories=3, train_per_category=TRAIN,
               test_per_category=TEST, seed=seed, render_size=64)
@@ -30,7 +32,11 @@ def _run(source, out_dir, seed=5, **overrides):
       for key, value in component.exec_properties.items()}
   examples = standard_artifacts.Examples()
   examples.uri = os.path.join(str(out_dir), 'examples')
-  quickdraw_example_gen.Executor().Do({}, {'examples': [examples], 'manifest': [
+  context = None
+  if beam_args:
+    context = base_beam_executor.BaseBeamExecutor.Context(
+        make_beam_pipeline_fn=lambda: beam.Pipeline(argv=beam_args))
+  quickdraw_example_gen.Executor(context).Do({}, {'examples': [examples], 'manifest': [
       _manifest_of(examples)]}, exec_properties)
   return examples
 
@@ -87,6 +93,15 @@ def test_same_seed_and_source_give_identical_examples(source, first_run, tmp_pat
   other = _run(source, tmp_path / 'run3', seed=6)
   assert (sorted(_value(e, 'drawing_id') for e in _read(other, 'test')) !=
           sorted(_value(e, 'drawing_id') for e in _read(first_run, 'test')))
+
+
+def test_two_worker_processes_write_the_same_examples(source, first_run, tmp_path):
+  parallel = _run(source, tmp_path, beam_args=['--direct_running_mode=multi_processing',
+                                               '--direct_num_workers=2'])
+  for split in ('train', 'test'):
+    assert sorted(_records(parallel, split)) == sorted(_records(first_run, split))
+  assert (quickdraw_example_gen.read_manifest(parallel) ==
+          quickdraw_example_gen.read_manifest(first_run))
 
 
 def test_splits_are_disjoint_after_deduplication(first_run):
