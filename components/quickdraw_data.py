@@ -17,6 +17,7 @@ import json
 import os
 import random
 import urllib.parse
+import zlib
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -152,7 +153,7 @@ def _open_lines(path: str) -> Iterator[bytes]:
     try:
       for line_number, line in enumerate(stream, start=1):
         yield line
-    except (EOFError, OSError, gzip.BadGzipFile) as e:
+    except (EOFError, OSError, zlib.error) as e:  # Cut short, or corrupt inside.
       raise QuickDrawDataError(
           f'{path}:{line_number + 1}: the file is truncated or not valid gzip after line '
           f'{line_number} ({e}). Download it again (an interrupted copy is the usual cause).'

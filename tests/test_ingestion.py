@@ -312,3 +312,13 @@ def test_skip_ratio_and_recognized_filter_go_from_the_command_line_to_the_compon
   sampling = quickdraw_example_gen.sampling_config({'custom_config': custom_config})
   assert (sampling['max_skip_ratio'], sampling['recognized_only']) == (0.2, True)
   assert set(example_gen.outputs) == {'examples', 'manifest'}
+
+
+def test_corrupt_gzip_data_fails_like_a_truncated_file(tmp_path):
+  path = write_category(str(tmp_path), 'cat', _distinct_drawings(400), gz=True)
+  data = bytearray(open(path, 'rb').read())
+  data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # Zeros in the middle of the stream.
+  open(path, 'wb').write(bytes(data))
+  with pytest.raises(quickdraw_data.QuickDrawDataError,
+                     match=r'cat.ndjson.gz:\d+: the file is truncated or not valid gzip'):
+    quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
