@@ -176,9 +176,9 @@ def memory(args):
   print('| reader | peak RSS MB | growth over imports MB | seconds |')
   print('| --- | --- | --- | --- |')
   for reader, values in runs.items():
-    median = lambda key: statistics.median(v[key] for v in values)  # pylint: disable=cell-var-from-loop
+    peak, seconds = (statistics.median(v[key] for v in values) for key in ('peak_mb', 'seconds'))
     growth = statistics.median(v['peak_mb'] - v['baseline_mb'] for v in values)
-    print(f'| {reader} | {median("peak_mb"):.0f} | {growth:.0f} | {median("seconds"):.1f} |')
+    print(f'| {reader} | {peak:.0f} | {growth:.0f} | {seconds:.1f} |')
 
 
 def scale_child(args):

@@ -24,8 +24,8 @@ _PROJECT_PACKAGES = tuple(os.path.join(_ROOT, package) + os.sep
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--profile', default='default', choices=config_lib.profile_names())
   parser.add_argument('--source', help='folder, gs:// or https:// prefix of <category>.ndjson[.gz] '
-                      '(simplified or raw) or <category>.npy (numpy_bitmap) files (default: $QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or '
-                      'the public bucket)')
+                      '(simplified or raw) or <category>.npy (numpy_bitmap) files (default: '
+                      '$QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or the public bucket)')
   parser.add_argument('--output-dir', help='where pipeline outputs, ML Metadata and the model '
                       'registry go (default: outputs/)')
   parser.add_argument('--seed', type=int)

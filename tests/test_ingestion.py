@@ -123,8 +123,8 @@ def test_a_missing_category_names_close_matches(tmp_path):
 
 def test_a_folder_without_category_files_is_refused(tmp_path):
   (tmp_path / 'notes.txt').write_text('not a category file')
-  with pytest.raises(quickdraw_data.QuickDrawDataError, match=r'no <category>.ndjson, '
-                                                              r'<category>.ndjson.gz or <category>.npy'):
+  with pytest.raises(quickdraw_data.QuickDrawDataError,
+                     match=r'no <category>.ndjson, <category>.ndjson.gz or <category>.npy'):
     quickdraw_data.list_categories(str(tmp_path))
 
 
