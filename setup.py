@@ -21,6 +21,7 @@ setuptools.setup(
         'pyyaml',  # --config files
         'matplotlib',  # report figures
         'markdown',  # report.md -> report.html
+        'shapely',  # Ramer-Douglas-Peucker for raw strokes (components/stroke_simplification.py).
     ],
     extras_require={'test': ['pytest']},
     entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},

@@ -3,7 +3,9 @@
 Built on TFX's file-based ExampleGen extension point: `FileBasedExampleGen` with a custom
 executor (`BaseExampleGenExecutor.GenerateExamplesByBeam` overridden, because sampling
 decides the train/test split itself rather than hashing records into buckets) and a driver
-that also accepts an https:// source, which cannot be globbed.
+that also accepts an https:// source, which cannot be globbed. Besides `examples` it outputs
+`manifest`, a `quickdraw.SamplingManifest` artifact: what was read, skipped, deduplicated
+and taken per category (`read_manifest`).
 """
 import json
 import os
@@ -20,9 +22,13 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import component as example_gen_component
 from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import input_processor
+from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
+from tfx.types import artifact as artifact_lib
 from tfx.types import artifact_utils
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
@@ -30,9 +36,22 @@ from components import quickdraw_data
 
 SPLITS = ('train', 'test')
 MANIFEST_FILE = 'manifest.json'
-# Every category file at the source: the driver fingerprints them, so a changed source
-# invalidates the cache.
-_SOURCE_PATTERN = '*.ndjson*'
+MANIFEST_KEY = 'manifest'
+# Every file at the source: the driver fingerprints them, so a changed source invalidates
+# the cache (a glob cannot say "*.ndjson* or *.npy").
+_SOURCE_PATTERN = '*'
+
+
+class SamplingManifest(artifact_lib.Artifact):
+  """manifest.json: source, formats, seed, categories and per category the drawings read,
+  skipped by reason, duplicates removed and taken per split. KFP wants namespace.Name."""
+  TYPE_NAME = 'quickdraw.SamplingManifest'
+
+
+class QuickDrawExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+  """FileBasedExampleGen's spec plus the sampling manifest as its own output channel."""
+  OUTPUTS = dict(standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,
+                 **{MANIFEST_KEY: component_spec.ChannelParameter(type=SamplingManifest)})
 
 
 def sampling_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
@@ -58,24 +77,40 @@ class _SampleCategory(beam.DoFn):
   def process(self, category: str):
     c = self._config
     sample = quickdraw_data.sample_category(
-        c['source'], category, c['train_per_category'], c['test_per_category'], c['seed'])
-    for split, drawings in (('train', sample.train), ('test', sample.test)):
-      for drawing_id, drawing in drawings:
-        png = quickdraw_data.render_png(drawing, c['render_size'], c['stroke_width'])
+        c['source'], category, c['train_per_category'], c['test_per_category'], c['seed'],
+        max_skip_ratio=c.get('max_skip_ratio', quickdraw_data.DEFAULT_MAX_SKIP_RATIO),
+        recognized_only=bool(c.get('recognized_only', False)))
+    row = sample.manifest_row()
+    logging.info('QuickDrawExampleGen: %r (%s): %d read, %d skipped, %d duplicates removed '
+                 '-> %d train + %d test', category, sample.format, sample.read,
+                 row['skipped_total'], sample.duplicates, len(sample.train), len(sample.test))
+    for reason, where in row['first_skipped'].items():
+      logging.warning('QuickDrawExampleGen: skipped %d line(s) of %r as %s, the first: %s',
+                      row['skipped'][reason], category, reason, where)
+    for split, items in (('train', sample.train), ('test', sample.test)):
+      for drawing_id, item in items:
+        png = quickdraw_data.render_item(item, c['render_size'], c['stroke_width'])
         example = quickdraw_data.to_example(drawing_id, category, png)
         # Deterministic: the feature map is written in a fixed order, so the same seed and
         # source give byte-identical records.
         yield split, example.SerializeToString(deterministic=True)
-    yield beam.pvalue.TaggedOutput(self.MANIFEST, {
-        'category': category, 'file': sample.path, 'read': sample.read,
-        'duplicates_removed': sample.duplicates,
-        'train': len(sample.train), 'test': len(sample.test)})
+    yield beam.pvalue.TaggedOutput(self.MANIFEST, row)
 
 
-def _write_manifest(rows: List[Dict[str, Any]], path: str, header: Dict[str, Any]) -> None:
-  manifest = dict(header, categories=sorted(rows, key=lambda r: r['category']))
-  with tf.io.gfile.GFile(path, 'w') as f:
-    json.dump(manifest, f, indent=2)
+_TOTALS = ('read', 'skipped_total', 'not_recognized_filtered', 'duplicates_removed', 'train',
+           'test')
+
+
+def _write_manifest(rows: List[Dict[str, Any]], paths: Sequence[str],
+                    header: Dict[str, Any]) -> None:
+  rows = sorted(rows, key=lambda r: r['category'])
+  formats = sorted({r['format'] for r in rows})
+  manifest = dict(header, format=formats[0] if len(formats) == 1 else 'mixed', formats=formats,
+                  totals={key: sum(r[key] for r in rows) for key in _TOTALS}, categories=rows)
+  for path in paths:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, 'w') as f:
+      json.dump(manifest, f, indent=2)
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -84,8 +119,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
-    self._manifest_path = os.path.join(examples.uri, MANIFEST_FILE)
+    # The manifest artifact is the record; the copy inside Examples serves readers that hold
+    # only the examples (read_manifest accepts either).
+    manifests = output_dict.get(MANIFEST_KEY) or []
+    self._manifest_paths = [os.path.join(a.uri, MANIFEST_FILE) for a in manifests + [examples]]
     super().Do(input_dict, output_dict, exec_properties)
+    if manifests:
+      totals = read_manifest(manifests[0])['totals']
+      for key, value in totals.items():
+        manifests[0].set_int_custom_property(key, value)
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     # Required by the base class, whose GenerateExamplesByBeam (overridden below) would call
@@ -101,13 +143,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     logging.info('QuickDrawExampleGen: %d categories from %s: %s', len(categories),
                  config['source'], ', '.join(categories))
     tagged = pipeline | 'Sample' >> _SampledExamples(config, categories)
-    header = {key: config[key] for key in
-              ('source', 'seed', 'train_per_category', 'test_per_category', 'render_size',
-               'stroke_width')}
-    header['format'] = 'simplified ndjson'
+    header = {key: config.get(key, default) for key, default in (
+        ('source', None), ('seed', None), ('train_per_category', None),
+        ('test_per_category', None), ('render_size', None), ('stroke_width', None),
+        ('max_skip_ratio', quickdraw_data.DEFAULT_MAX_SKIP_RATIO), ('recognized_only', False))}
+    header['category_choice'] = 'explicit' if config.get('categories') else 'random (seeded)'
+    header['chosen_categories'] = sorted(categories)
     _ = (tagged[_SampleCategory.MANIFEST]
          | 'CollectManifest' >> beam.combiners.ToList()
-         | 'WriteManifest' >> beam.Map(_write_manifest, self._manifest_path, header))
+         | 'WriteManifest' >> beam.Map(_write_manifest, self._manifest_paths, header))
     splits = (tagged[None]
               | 'BySplit' >> beam.Partition(lambda item, _: SPLITS.index(item[0]), len(SPLITS)))
     return {name: splits[i] | f'Drop[{name}]' >> beam.Values() for i, name in enumerate(SPLITS)}
@@ -134,28 +178,50 @@ class _Driver(example_gen_driver.FileBasedDriver):
 
 
 class QuickDrawExampleGen(example_gen_component.FileBasedExampleGen):
-  """Samples `num_categories` x (train + test) drawings from `source` into train/test splits."""
+  """Samples `num_categories` x (train + test) drawings from `source` into train/test splits.
 
+  Outputs `examples` (Examples) and `manifest` (SamplingManifest).
+  """
+
+  SPEC_CLASS = QuickDrawExampleGenSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
   DRIVER_CLASS = _Driver
 
   def __init__(self, source: str, num_categories: int, train_per_category: int,
                test_per_category: int, seed: int, render_size: int = 256,
-               stroke_width: int = 3, categories: Sequence[str] = ()):
+               stroke_width: int = 3, categories: Sequence[str] = (),
+               max_skip_ratio: float = quickdraw_data.DEFAULT_MAX_SKIP_RATIO,
+               recognized_only: bool = False):
     struct = struct_pb2.Struct()
     struct.update({
         'num_categories': num_categories, 'train_per_category': train_per_category,
         'test_per_category': test_per_category, 'seed': seed, 'render_size': render_size,
-        'stroke_width': stroke_width, 'categories': list(categories)})
+        'stroke_width': stroke_width, 'categories': list(categories),
+        'max_skip_ratio': max_skip_ratio, 'recognized_only': recognized_only})
     packed = any_pb2.Any()
     packed.Pack(struct)
-    super().__init__(
-        input_base=source,
-        input_config=example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name=name, pattern=_SOURCE_PATTERN) for name in SPLITS]),
-        custom_config=example_gen_pb2.CustomConfig(custom_config=packed))
+    # FileBasedExampleGen.__init__ builds its own spec with `examples` only, so the spec
+    # (with `manifest`) is built here and handed to the Beam component base directly.
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name=name, pattern=_SOURCE_PATTERN) for name in SPLITS])
+    spec = QuickDrawExampleGenSpec(
+        input_base=source, input_config=input_config,
+        output_config=example_gen_pb2.Output(),  # The input's splits, as the default does.
+        custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
+        range_config=None, output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+        output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        examples=types.Channel(type=standard_artifacts.Examples),
+        **{MANIFEST_KEY: types.Channel(type=SamplingManifest)})
+    base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
 
 
-def read_manifest(examples: types.Artifact) -> Dict[str, Any]:
-  with tf.io.gfile.GFile(os.path.join(examples.uri, MANIFEST_FILE)) as f:
+def read_manifest(artifact: Any) -> Dict[str, Any]:
+  """The manifest of a run: give the `manifest` artifact, the `examples` artifact (which holds
+  a copy), an ML Metadata artifact proto of either, or a folder URI."""
+  uri = artifact if isinstance(artifact, str) else artifact.uri
+  path = os.path.join(uri, MANIFEST_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'{path}: no sampling manifest; is {uri} the manifest or examples '
+                            'output of QuickDrawExampleGen?')
+  with tf.io.gfile.GFile(path) as f:
     return json.load(f)

@@ -1,9 +1,11 @@
 """Local cache for category files read over HTTPS (the public Quick, Draw! bucket).
 
 A download goes to `<name>.part` and resumes from there with an HTTP Range request; it is
-renamed into place only once its size matches the server's Content-Length.
+renamed into place only once its size matches the size the server announced (Content-Length,
+or the total of a Content-Range when resuming). Progress is logged every 10%.
 """
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -14,6 +16,10 @@ from absl import logging
 CACHE_DIR = os.environ.get(
     'QUICKDRAW_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'quickdraw-tfx'))
 _CHUNK = 1 << 20
+
+
+class NotFoundError(OSError):
+  """The server answered 404: the file is not there (another suffix may be)."""
 
 
 def fetch(url: str, cache_dir: Optional[str] = None, timeout: float = 60.0) -> str:
@@ -29,23 +35,63 @@ def fetch(url: str, cache_dir: Optional[str] = None, timeout: float = 60.0) -> s
   request = urllib.request.Request(url, headers={'Range': f'bytes={done}-'} if done else {})
   try:
     response = urllib.request.urlopen(request, timeout=timeout)
+  except urllib.error.HTTPError as e:
+    if e.code == 404:
+      raise NotFoundError(f'{url}: not found at the server (HTTP 404).') from e
+    raise OSError(f'{url}: cannot download (HTTP {e.code} {e.reason}). Check the address, or '
+                  'set QUICKDRAW_SOURCE to a local copy of the files.') from e
   except (urllib.error.URLError, OSError) as e:
     raise OSError(f'{url}: cannot download ({e}). Check the address and the network, or set '
                   'QUICKDRAW_SOURCE to a local copy of the simplified files.') from e
   with response:
     if done and response.status != 206:
       done = 0  # The server ignored the Range header: start over.
-    length = response.headers.get('Content-Length')
-    total = done + int(length) if length is not None else None
-    logging.info('Downloading %s (%s bytes) to %s', url, total or 'unknown', path)
+    total = _announced_size(response, done)
+    logging.info('Downloading %s (%s bytes%s) to %s', url, total or 'unknown',
+                 f', resuming at {done}' if done else '', path)
+    progress = _Progress(url, total, done)
     with open(partial, 'ab' if done else 'wb') as out:
       while True:
-        chunk = response.read(_CHUNK)
+        try:
+          chunk = response.read(_CHUNK)
+        except http.client.IncompleteRead as e:
+          out.write(e.partial)  # The connection ended early: keep what came, to resume.
+          break
         if not chunk:
           break
         out.write(chunk)
+        progress.advance(len(chunk))
   size = os.path.getsize(partial)
   if total is not None and size != total:
-    raise OSError(f'{url}: downloaded {size} of {total} bytes; run again to resume.')
+    raise OSError(f'{url}: downloaded {size} of {total} bytes (the size the server announced); '
+                  'run again to resume.')
   os.replace(partial, path)
   return path
+
+
+def _announced_size(response, done: int) -> Optional[int]:
+  """The whole file's size: Content-Range's total when resuming, else Content-Length."""
+  content_range = response.headers.get('Content-Range', '')
+  if done and content_range.rpartition('/')[2].isdigit():
+    return int(content_range.rpartition('/')[2])
+  length = response.headers.get('Content-Length')
+  return done + int(length) if length is not None else None
+
+
+class _Progress:
+  """Logs a download's progress at every 10% (or every 100 MB when the size is unknown)."""
+
+  def __init__(self, url: str, total: Optional[int], done: int):
+    self._url, self._total, self._done = url, total, done
+    self._next = self._step() * (done // self._step() + 1)
+
+  def _step(self) -> int:
+    return max(self._total // 10, 1) if self._total else 100 << 20
+
+  def advance(self, count: int) -> None:
+    self._done += count
+    if self._done >= self._next:
+      share = f' ({self._done / self._total:.0%})' if self._total else ''
+      logging.info('Downloading %s: %.1f of %s MB%s', os.path.basename(self._url),
+                   self._done / 1e6, f'{self._total / 1e6:.1f}' if self._total else '?', share)
+      self._next += self._step() * ((self._done - self._next) // self._step() + 1)

@@ -51,6 +51,11 @@ class PipelineConfig:
   beam_pipeline_args: Tuple[str, ...] = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
   models: Tuple[str, ...] = MODEL_NAMES
   enable_cache: bool = True
+  # ExampleGen bad input: a category file with more than this share of unusable lines (counted
+  # by reason in the sampling manifest) fails the run; 0 fails on the first one.
+  max_skip_ratio: float = 0.01
+  # Keep only drawings the game recognized, where the lines carry `recognized`.
+  recognized_only: bool = False
 
   @property
   def pipeline_root(self) -> str:

@@ -32,7 +32,8 @@ def create_pipeline(config: PipelineConfig,
       source=config.source, num_categories=config.num_categories,
       train_per_category=config.train_per_category, test_per_category=config.test_per_category,
       seed=config.seed, render_size=config.render_size, stroke_width=config.stroke_width,
-      categories=config.categories)
+      categories=config.categories, max_skip_ratio=config.max_skip_ratio,
+      recognized_only=config.recognized_only)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_importer = tfx.components.ImportSchemaGen(
       schema_file=schema_file or os.path.join(SCHEMA_DIR, 'schema.pbtxt'))

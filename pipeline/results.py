@@ -103,6 +103,22 @@ def model_summaries(nodes: Dict[str, NodeRun], model_names) -> List[dict]:
   return rows
 
 
+def data_summary(nodes: Dict[str, NodeRun]) -> str:
+  """One paragraph from the ExampleGen's sampling manifest: what was read, dropped and taken."""
+  from components.quickdraw_example_gen import read_manifest  # pylint: disable=g-import-not-at-top
+  node = nodes.get('QuickDrawExampleGen')
+  manifests = node.outputs.get('manifest') if node else None
+  if not manifests:
+    return ''
+  manifest = read_manifest(manifests[0])
+  totals = manifest['totals']
+  return (f"Data: {len(manifest['categories'])} categories ({manifest['format']}), "
+          f"{totals['read']} drawings read, {totals['skipped_total']} skipped, "
+          f"{totals['duplicates_removed']} duplicates removed, {totals['not_recognized_filtered']} "
+          f"not recognized -> {totals['train']} train + {totals['test']} test\n"
+          f"  manifest: {manifests[0].uri}/manifest.json")
+
+
 def format_table(rows: List[dict]) -> str:
   header = ('model', 'train acc', 'test acc', 'mAP (L2, fc_1)', 'chance', 'pushed to')
   lines = []

@@ -29,14 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--config', metavar='YAML', help='settings that override the profile, '
                       'e.g. "seed: 7" or "training: {sknet: {epochs: 5}}"; flags override the file')
   parser.add_argument('--source', help='folder, gs:// or https:// prefix of <category>.ndjson[.gz] '
-                      'files (default: $QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or '
-                      'the public bucket)')
+                      '(simplified or raw) or <category>.npy (numpy_bitmap) files (default: '
+                      '$QUICKDRAW_SOURCE, ../shared/quickdraw/simplified, or the public bucket)')
   parser.add_argument('--output-dir', help='where pipeline outputs, ML Metadata and the model '
                       'registry go (default: outputs/)')
   parser.add_argument('--seed', type=int)
   parser.add_argument('--categories', help='comma-separated category names instead of a '
                       'random choice')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
+  parser.add_argument('--max-skip-ratio', type=float, help='share of unusable lines a category '
+                      'file may have (skipped and counted in the manifest) before the run fails '
+                      '(default 0.01; 0 fails on the first)')
+  parser.add_argument('--recognized-only', action='store_true', help='keep only drawings the '
+                      'game recognized (where the lines carry "recognized")')
   output = parser.add_mutually_exclusive_group()
   output.add_argument('--verbose', action='store_true', help='show the full TFX, Beam and '
                       'TensorFlow log on the console (it is always written to the log file)')
@@ -106,6 +111,10 @@ def config_from_args(args) -> config_lib.PipelineConfig:
     overrides.update(categories=names, num_categories=len(names))
   if args.no_cache:
     overrides['enable_cache'] = False
+  if getattr(args, 'max_skip_ratio', None) is not None:
+    overrides['max_skip_ratio'] = args.max_skip_ratio
+  if getattr(args, 'recognized_only', False):
+    overrides['recognized_only'] = True
   return config.replace(**overrides)
 
 
@@ -169,6 +178,9 @@ def run_command(args) -> int:
   cached = sum(n.state == 'CACHED' for n in nodes.values())
   print(f'\nRun {run_id} finished in {time.time() - start:.0f} s '
         f'({len(nodes)} components, {cached} from cache).\n')
+  data = results.data_summary(nodes)
+  if data:
+    print(data + '\n')
   print(results.format_table(rows))
   from pipeline import report  # pylint: disable=g-import-not-at-top
   try:

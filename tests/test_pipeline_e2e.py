@@ -9,6 +9,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from components import embedding_evaluator
+from components import quickdraw_example_gen
 from components import registry_pusher
 from pipeline import config as config_lib
 from pipeline import results
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 MODELS = config_lib.MODEL_NAMES
 EXPECTED_OUTPUTS = {
-    'QuickDrawExampleGen': ['examples'],
+    'QuickDrawExampleGen': ['examples', 'manifest'],
     'StatisticsGen': ['statistics'],
     'ImportSchemaGen': ['schema'],
     'ExampleValidator': ['anomalies'],
@@ -50,6 +51,22 @@ def test_every_component_ran_and_produced_its_artifacts(smoke):
     assert set(keys) <= set(nodes[node_id].outputs), node_id
     for key in keys:
       assert tf.io.gfile.listdir(_single(nodes, node_id, key).uri), (node_id, key)
+
+
+def test_sampling_manifest_is_its_own_artifact_with_the_counts(smoke):
+  config, nodes, _ = smoke
+  artifact = _single(nodes, 'QuickDrawExampleGen', 'manifest')
+  assert artifact.type == quickdraw_example_gen.SamplingManifest.TYPE_NAME
+  manifest = quickdraw_example_gen.read_manifest(artifact)
+  assert manifest['seed'] == config.seed and manifest['source'] == config.source
+  assert len(manifest['categories']) == config.num_categories
+  for row in manifest['categories']:
+    assert (row['train'], row['test']) == (config.train_per_category, config.test_per_category)
+    assert row['read'] >= row['train'] + row['test'] + row['duplicates_removed']
+  assert manifest['totals']['train'] == config.num_categories * config.train_per_category
+  assert artifact.custom_properties['train'].int_value == manifest['totals']['train']
+  summary = results.data_summary(nodes)
+  assert f"{manifest['totals']['read']} drawings read" in summary
 
 
 def test_examples_match_the_schema(smoke):

@@ -71,3 +71,59 @@ def test_unreachable_url_names_the_address(tmp_path):
 def test_url_sources_list_the_official_categories():
   names = quickdraw_data.list_categories('https://example.invalid/full/simplified/')
   assert len(names) == 345 and 'The Eiffel Tower' in names and 'cat' in names
+
+
+def test_other_suffixes_are_tried_and_a_missing_category_is_named(server, tmp_path,
+                                                                  monkeypatch):
+  base, folder, _ = server
+  monkeypatch.setattr(url_cache, 'CACHE_DIR', str(tmp_path))
+  with open(os.path.join(folder, 'line.ndjson'), 'rb') as f, \
+      gzip.open(os.path.join(folder, 'gz only.ndjson.gz'), 'wb') as out:
+    out.write(f.read().replace(b'"line"', b'"gz only"'))
+  path = quickdraw_data.category_path(base, 'gz only')
+  assert path.endswith('gz%20only.ndjson.gz')  # .ndjson was a 404: the next suffix served.
+  assert quickdraw_data.sample_category(base, 'gz only', 10, 5, seed=0).read == 20
+  with pytest.raises(quickdraw_data.QuickDrawDataError,
+                     match=r"category 'the eiffel tower' has no file.*'The Eiffel Tower'"):
+    quickdraw_data.category_path(base, 'the eiffel tower')
+
+
+def test_download_progress_is_logged(server, tmp_path, caplog):
+  base, _, _ = server
+  caplog.set_level('INFO')
+  url_cache.fetch(base + '/line.ndjson', cache_dir=str(tmp_path))
+  assert any('Downloading line.ndjson:' in r.getMessage() and '(100%)' in r.getMessage()
+             for r in caplog.records)
+
+
+def test_a_download_shorter_than_announced_is_kept_partial_and_resumed(tmp_path):
+  """A server that announces more bytes than it sends the first time, then serves the rest."""
+  content = b'{"word": "cat", "drawing": [[[1, 2], [3, 4]]]}\n' * 50
+  calls = []
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+      pass
+
+    def do_GET(self):  # pylint: disable=invalid-name
+      calls.append(self.headers.get('Range'))
+      start = int(self.headers['Range'][6:-1]) if self.headers.get('Range') else 0
+      if start:
+        self.send_response(206)
+        self.send_header('Content-Range', f'bytes {start}-{len(content) - 1}/{len(content)}')
+      else:
+        self.send_response(200)
+      self.send_header('Content-Length', str(len(content) - start))
+      self.end_headers()
+      self.wfile.write(content[start:] if start else content[:1000])  # First time: cut short.
+
+  httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+  threading.Thread(target=httpd.serve_forever, daemon=True).start()
+  url = f'http://127.0.0.1:{httpd.server_address[1]}/cat.ndjson'
+  try:
+    with pytest.raises(OSError, match=rf'downloaded 1000 of {len(content)} bytes .*resume'):
+      url_cache.fetch(url, cache_dir=str(tmp_path), timeout=5)
+    path = url_cache.fetch(url, cache_dir=str(tmp_path), timeout=5)
+  finally:
+    httpd.shutdown()
+  assert open(path, 'rb').read() == content and calls == [None, 'bytes=1000-']
