@@ -1,7 +1,10 @@
 """quickdraw-tfx: Quick, Draw! sketch classification and similarity search on TFX.
 
-  quickdraw-tfx run --profile default
-  quickdraw-tfx run --profile smoke --categories "cat,The Eiffel Tower"
+  quickdraw-tfx run                                   # the default profile, then its report
+  quickdraw-tfx run --profile smoke --categories "cat,The Eiffel Tower" --quiet
+  quickdraw-tfx run --config my-settings.yaml --seed 7
+  quickdraw-tfx report --run-id <id>                  # the report of a past run
+  quickdraw-tfx compile-kfp --image IMAGE --output-dir gs://BUCKET/quickdraw-tfx
 
 Exit codes: 0 success, 1 the work failed (the message says why), 2 bad usage.
 """
