@@ -17,6 +17,7 @@ setuptools.setup(
         'tensorflow-transform==1.16.0',
         'pillow',
         'scikit-learn',
+        'flask',
     ],
     extras_require={'test': ['pytest']},
     entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},

@@ -5,7 +5,7 @@ relevant when it has the query's label, and the query itself is excluded by inde
 distance, so exact duplicates of the query still count as results). Tied distances are
 treated as one rank step, the same convention as scikit-learn's average_precision_score.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 from scipy.spatial import distance
@@ -49,3 +49,15 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> Dict[s
   valid = ~np.isnan(ap)
   return {'map': float(ap[valid].mean()) if valid.any() else float('nan'),
           'queries': int(valid.sum()), 'queries_without_relevant': int((~valid).sum())}
+
+
+def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Exact k nearest gallery rows of each query by L2 distance: (indices, distances), each
+  (num_queries, min(k, len(gallery))), nearest first; ties keep gallery order."""
+  queries = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+  gallery = np.asarray(gallery, dtype=np.float64)
+  if queries.shape[1] != gallery.shape[1]:
+    raise ValueError(f'queries have dimension {queries.shape[1]}, the gallery {gallery.shape[1]}')
+  distances = distance.cdist(queries, gallery, 'euclidean')
+  order = np.argsort(distances, axis=1, kind='stable')[:, :k]
+  return order, np.take_along_axis(distances, order, axis=1)

@@ -11,7 +11,7 @@ import sys
 
 # Each module defines register(subparsers): it adds its subcommand and sets `func`, a
 # callable(args) -> exit code. Modules import TensorFlow lazily so `--help` stays fast.
-SUBCOMMAND_MODULES = ('pipeline.run',)
+SUBCOMMAND_MODULES = ('pipeline.run', 'serving.cli')
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,6 +51,9 @@ class PipelineConfig:
   beam_pipeline_args: Tuple[str, ...] = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
   models: Tuple[str, ...] = MODEL_NAMES
   enable_cache: bool = True
+  # Pusher: the splits whose drawings form the search gallery pushed with each model (the test
+  # split's embeddings come from the Evaluator; other splits are embedded by the Pusher).
+  gallery_splits: Tuple[str, ...] = ('test',)
 
   @property
   def pipeline_root(self) -> str:
