@@ -103,9 +103,7 @@ def search_command(args) -> int:
     return _fail(f'--k {args.k}: choose 1 to {search.MAX_K}', 2)
   try:
     version = registry.resolve(root, args.model, args.version)
-    data = version.card.get('data') or {}
-    queries = search.read_queries(args.query, int(data.get('render_size', 256)),
-                                  int(data.get('stroke_width', 3)))
+    queries = search.read_queries(args.query, *search.render_settings(version.card))
   except (registry.RegistryError, search.QueryError) as e:
     return _fail(str(e), 2)
   try:

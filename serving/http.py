@@ -36,8 +36,7 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
   searchers: Dict[Tuple[str, int], search.Searcher] = {}
   lock = threading.Lock()
 
-  def searcher_for(model: str, version: str) -> search.Searcher:
-    resolved = registry.resolve(registry_root, model, version)  # Sees new pushes at once.
+  def searcher_for(resolved: registry.ModelVersion) -> search.Searcher:
     with lock:
       key = (resolved.model, resolved.version)
       if key not in searchers:
@@ -88,9 +87,12 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
       raise _BadRequest(400, f'k={args.get("k")!r} is not a whole number') from None
     if not 1 <= k <= search.MAX_K:
       raise _BadRequest(400, f'k={k}: choose 1 to {search.MAX_K}')
-    searcher = searcher_for(model, args.get('version', 'latest'))
+    # Resolved per request so a new push is served at once; the query is checked before the
+    # model is loaded.
+    resolved = registry.resolve(registry_root, model, args.get('version', 'latest'))
     name, data = _upload()
-    queries = search.queries_from_bytes(data, name, searcher.render_size, searcher.stroke_width)
+    queries = search.queries_from_bytes(data, name, *search.render_settings(resolved.card))
+    searcher = searcher_for(resolved)
     results = searcher.search(queries, k)
     return flask.jsonify({'model': searcher.model_version.model,
                           'version': searcher.model_version.version,

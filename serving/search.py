@@ -9,7 +9,7 @@ import dataclasses
 import io
 import json
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -108,6 +108,12 @@ def read_queries(query: str, render_size: int = 256, stroke_width: int = 3) -> L
   return queries_from_bytes(data, query, render_size, stroke_width)
 
 
+def render_settings(card: dict) -> Tuple[int, int]:
+  """(render size, stroke width) the model's training drawings were rendered with."""
+  data = card.get('data') or {}
+  return int(data.get('render_size', 256)), int(data.get('stroke_width', 3))
+
+
 @dataclasses.dataclass
 class Neighbour:
   rank: int
@@ -143,14 +149,6 @@ class Searcher:
   @classmethod
   def from_registry(cls, root: str, model: str, version='latest') -> 'Searcher':
     return cls(registry.resolve(root, model, version))
-
-  @property
-  def render_size(self) -> int:
-    return int((self.model_version.card.get('data') or {}).get('render_size', 256))
-
-  @property
-  def stroke_width(self) -> int:
-    return int((self.model_version.card.get('data') or {}).get('stroke_width', 3))
 
   def embed(self, pngs: Sequence[bytes]) -> dict:
     """embedding, category and probability of the predicted class, per PNG."""
@@ -209,10 +207,12 @@ def write_grid(results: Sequence[Result], gallery: registry.Gallery, path: str,
     pen.text((x + 3, y + 1), text[:tile // 6], fill=ink)
 
   for row, result in enumerate(results):
+    # Captions of results in the query's category (its own, else the predicted) are black.
+    expected = result.query.category or result.predicted
     place(result.query.png, row, 0, f'query: {result.predicted}')
     for n in result.neighbours:
       place(gallery.png[n.index], row, n.rank, f'{n.rank}. {n.category} {n.distance:.1f}',
-            ink=0 if n.category == result.predicted else 96)
+            ink=0 if n.category == expected else 112)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   grid.save(path)

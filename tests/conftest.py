@@ -61,3 +61,14 @@ def quickdraw_source(tmp_path_factory):
     return SHARED_SOURCE
   return make_synthetic_source(str(tmp_path_factory.mktemp('synthetic_quickdraw')),
                                per_category=80)
+
+
+@pytest.fixture(scope='session')
+def smoke_registry(tmp_path_factory, quickdraw_source):
+  """One smoke-profile pipeline run with skNet only (the cheaper model), for the registry and
+  search tests: (config, run id); the pushed model is under config.registry_dir."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import run as run_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.profile('smoke', source=quickdraw_source, models=('sknet',),
+                              output_dir=str(tmp_path_factory.mktemp('smoke_registry')))
+  return config, run_lib.run(config)
