@@ -109,8 +109,8 @@ def search_command(args) -> int:
   try:
     searcher = search.Searcher(version)
     results = searcher.search(queries, args.k)
-  except registry.RegistryError as e:
-    return _fail(str(e), 1)
+  except Exception as e:  # pylint: disable=broad-except  # A message, not a traceback.
+    return _fail(f'search on {version.path} failed: {type(e).__name__}: {e}', 1)
   if args.json:
     print(json.dumps([r.to_dict() for r in results], indent=2))
   else:

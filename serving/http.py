@@ -65,6 +65,11 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
       message = f'the upload is over the limit of {max_upload_bytes} bytes'
     return error(e.code or 500, message)
 
+  @app.errorhandler(Exception)
+  def failed(e: Exception):
+    app.logger.exception('search failed')  # The traceback goes to the log, not the client.
+    return error(500, f'the server failed: {type(e).__name__}')
+
   @app.get('/models')
   def models():
     return flask.jsonify({'registry': registry_root,

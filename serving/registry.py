@@ -62,7 +62,7 @@ def next_version(model_dir: str, now: Optional[float] = None) -> int:
 
 def _rename(source: str, destination: str) -> None:
   """Moves a complete staging folder to its version name; refuses to replace anything."""
-  if os.path.isabs(destination) or '://' not in destination:
+  if '://' not in destination:
     # os.rename replaces an *empty* destination folder silently; a version never does.
     if os.path.lexists(destination):
       raise FileExistsError(f'{destination}: version already exists; versions are never '
