@@ -19,6 +19,6 @@ setuptools.setup(
         'scikit-learn',
         'flask',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'faiss-cpu'], 'ann': ['faiss-cpu']},
     entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},
 )

@@ -5,7 +5,7 @@ relevant when it has the query's label, and the query itself is excluded by inde
 distance, so exact duplicates of the query still count as results). Tied distances are
 treated as one rank step, the same convention as scikit-learn's average_precision_score.
 """
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 from scipy.spatial import distance
@@ -51,13 +51,16 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> Dict[s
           'queries': int(valid.sum()), 'queries_without_relevant': int((~valid).sum())}
 
 
-def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
   """Exact k nearest gallery rows of each query by L2 distance: (indices, distances), each
   (num_queries, min(k, len(gallery))), nearest first; ties keep gallery order."""
   queries = np.atleast_2d(np.asarray(queries, dtype=np.float64))
   gallery = np.asarray(gallery, dtype=np.float64)
   if queries.shape[1] != gallery.shape[1]:
     raise ValueError(f'queries have dimension {queries.shape[1]}, the gallery {gallery.shape[1]}')
-  distances = distance.cdist(queries, gallery, 'euclidean')
+  # |q - g|^2 = |q|^2 + |g|^2 - 2 q.g: one matrix product (BLAS) for all pairs.
+  squared = ((queries ** 2).sum(axis=1)[:, None] + (gallery ** 2).sum(axis=1)[None, :]
+             - 2.0 * queries @ gallery.T)
+  distances = np.sqrt(np.maximum(squared, 0.0))
   order = np.argsort(distances, axis=1, kind='stable')[:, :k]
   return order, np.take_along_axis(distances, order, axis=1)

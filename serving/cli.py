@@ -46,6 +46,9 @@ def register(subparsers) -> None:
   search.add_argument('--version', default='latest', help='version number or "latest"')
   search.add_argument('--out', help='write an image grid of each query and its results')
   search.add_argument('--json', action='store_true', help='print JSON instead of text')
+  search.add_argument('--index', default='exact', choices=('exact', 'hnsw'),
+                      help='exact L2 (default) or an approximate HNSW index (needs faiss; for '
+                      'large galleries)')
   _add_registry(search)
   search.set_defaults(func=search_command)
 
@@ -107,15 +110,16 @@ def search_command(args) -> int:
   except (registry.RegistryError, search.QueryError) as e:
     return _fail(str(e), 2)
   try:
-    searcher = search.Searcher(version)
+    searcher = search.Searcher(version, args.index)
     results = searcher.search(queries, args.k)
   except Exception as e:  # pylint: disable=broad-except  # A message, not a traceback.
     return _fail(f'search on {version.path} failed: {type(e).__name__}: {e}', 1)
   if args.json:
     print(json.dumps([r.to_dict() for r in results], indent=2))
   else:
+    method = 'exact L2' if args.index == 'exact' else 'approximate (HNSW) L2'
     print(f'{version.model} version {version.version}: gallery of {len(searcher.gallery)} '
-          f'drawings, exact L2 search on fc_1\n')
+          f'drawings, {method} search on fc_1\n')
     print('\n\n'.join(search.format_result(r) for r in results))
   if args.out:
     search.write_grid(results, searcher.gallery, args.out)

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from components import quickdraw_data
 from components import retrieval
+from serving import ann
 from serving import registry
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -140,15 +141,20 @@ class Result:
 class Searcher:
   """One pushed model version and its gallery; search embeds queries with `serving_png`."""
 
-  def __init__(self, model_version: registry.ModelVersion):
+  def __init__(self, model_version: registry.ModelVersion, index: str = 'exact'):
+    if index not in ann.INDEX_KINDS:
+      raise QueryError(f'index {index!r}: choose one of {", ".join(ann.INDEX_KINDS)}')
     self.model_version = model_version
     self.gallery = registry.load_gallery(model_version)
     self._model = registry.load_model(model_version)
     self._serve_png = self._model.signatures['serving_png']
+    self.index = index
+    self._hnsw = ann.HnswIndex(self.gallery.embedding) if index == 'hnsw' else None
 
   @classmethod
-  def from_registry(cls, root: str, model: str, version='latest') -> 'Searcher':
-    return cls(registry.resolve(root, model, version))
+  def from_registry(cls, root: str, model: str, version='latest',
+                    index: str = 'exact') -> 'Searcher':
+    return cls(registry.resolve(root, model, version), index)
 
   def embed(self, pngs: Sequence[bytes]) -> dict:
     """embedding, category and probability of the predicted class, per PNG."""
@@ -168,13 +174,17 @@ class Searcher:
     if not queries:
       raise QueryError('no queries given')
     embedded = self.embed([q.png for q in queries])
-    indices, distances = retrieval.nearest(embedded['embedding'], self.gallery.embedding, k)
+    if self._hnsw is not None:
+      indices, distances = self._hnsw.search(embedded['embedding'], k)
+    else:
+      indices, distances = retrieval.nearest(embedded['embedding'], self.gallery.embedding, k)
     results = []
     for q, query in enumerate(queries):
       neighbours = [Neighbour(rank=r + 1, index=int(i), id=str(self.gallery.id[i]),
                               category=str(self.gallery.category[i]),
                               split=str(self.gallery.split[i]), distance=float(d))
-                    for r, (i, d) in enumerate(zip(indices[q], distances[q]))]
+                    for r, (i, d) in enumerate(zip(indices[q], distances[q]))
+                    if i >= 0]  # HNSW marks places it could not fill with -1.
       results.append(Result(query=query, predicted=embedded['category'][q],
                             probability=embedded['probability'][q], neighbours=neighbours))
     return results

@@ -17,6 +17,7 @@ from components import quickdraw_data
 from components import retrieval
 from pipeline import cli
 from pipeline import results
+from serving import ann
 from serving import http
 from serving import registry
 from serving import search
@@ -86,6 +87,22 @@ def test_nearest_matches_a_brute_force_ranking():
   assert retrieval.nearest(queries, gallery[:2], k=5)[0].shape == (3, 2)
 
 
+def test_hnsw_index_agrees_with_exact_search_on_clustered_vectors():
+  rng = np.random.default_rng(1)
+  centers = rng.normal(size=(20, 64))
+  gallery = np.maximum(centers[rng.integers(20, size=2000)] + rng.normal(size=(2000, 64)), 0)
+  queries = gallery[::100] + 0.01  # Near-copies of gallery rows: each must find its row first.
+  exact, exact_distances = retrieval.nearest(queries, gallery, k=10)
+  approximate, distances = ann.HnswIndex(gallery).search(queries, k=10)
+  np.testing.assert_array_equal(approximate[:, 0], np.arange(0, 2000, 100))
+  recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)])
+  assert recall >= 0.9
+  # Where both found the same row, they report the same L2 distance (not squared).
+  same = approximate == exact
+  np.testing.assert_allclose(distances[same], exact_distances[same], rtol=1e-4)
+  assert ann.HnswIndex(gallery[:3]).search(queries, k=10)[0].shape == (20, 3)
+
+
 # Search on a model pushed by a real smoke run.
 
 @pytest.fixture(scope='module')
@@ -129,6 +146,10 @@ def test_a_gallery_drawing_finds_itself_first(pushed):
   query = search.queries_from_bytes(line, 'line', *search.render_settings(searcher.model_version.card))
   assert query[0].png == gallery.png[1]
   assert searcher.search(query, k=1)[0].neighbours[0].id == drawing_id
+  # The approximate index finds the same drawings on this small gallery.
+  hnsw = search.Searcher(searcher.model_version, index='hnsw')
+  assert [r.neighbours[0].index for r in hnsw.search(
+      [search.Query('q', gallery.png[i]) for i in picks], k=5)] == picks
 
 
 @pytest.mark.e2e
