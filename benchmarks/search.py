@@ -24,9 +24,10 @@ from serving import ann  # pylint: disable=g-import-not-at-top
 K = 10
 
 
-def fc1_like(count: int, centers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def fc1_like(count: int, centers: np.ndarray, noise_scale: float,
+             rng: np.random.Generator) -> np.ndarray:
   labels = rng.integers(len(centers), size=count)
-  noise = rng.normal(scale=1.0, size=(count, centers.shape[1])).astype(np.float32)
+  noise = rng.normal(scale=noise_scale, size=(count, centers.shape[1])).astype(np.float32)
   return np.maximum(centers[labels] + noise, 0.0)
 
 
@@ -39,15 +40,17 @@ def main(argv=None) -> int:
   parser.add_argument('--dim', type=int, default=1024)
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--noise', type=float, default=1.0, help='spread of each cluster, '
+                      'relative to the spread of the cluster centres (larger: more overlap)')
   args = parser.parse_args(argv)
   import faiss  # pylint: disable=g-import-not-at-top
   faiss.omp_set_num_threads(1)
   rng = np.random.default_rng(args.seed)
   centers = rng.normal(scale=1.0, size=(args.categories, args.dim)).astype(np.float32)
-  queries = fc1_like(args.queries, centers, rng)
+  queries = fc1_like(args.queries, centers, args.noise, rng)
   rows = []
   for size in args.sizes:
-    gallery = fc1_like(size, centers, rng)
+    gallery = fc1_like(size, centers, args.noise, rng)
     start = time.perf_counter()
     index = ann.HnswIndex(gallery)
     build = time.perf_counter() - start
