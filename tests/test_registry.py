@@ -73,12 +73,14 @@ def test_a_crash_between_copy_and_rename_is_invisible_to_readers(tmp_path):
   model_dir = os.path.join(registry_dir, 'toy')
   registry.publish(model_dir, _stage_fake, now=1000)
   script = (
-      'import os, sys\n'
+      'import json, os, sys\n'
       'sys.path.insert(0, sys.argv[1])\n'
       'from serving import registry\n'
-      'from tests import test_registry\n'
+      'def stage(folder, version):\n'
+      '  open(os.path.join(folder, "saved_model.pb"), "w").write("model")\n'
+      '  json.dump({"version": str(version)}, open(os.path.join(folder, "model_card.json"), "w"))\n'
       'registry._rename = lambda source, destination: os._exit(3)\n'
-      'registry.publish(sys.argv[2], test_registry._stage_fake, now=2000)\n')
+      'registry.publish(sys.argv[2], stage, now=2000)\n')
   crashed = subprocess.run([sys.executable, '-c', script, ROOT, model_dir], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
   assert crashed.returncode == 3, crashed.stderr
