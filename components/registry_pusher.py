@@ -91,8 +91,8 @@ def data_manifest(examples: Optional[types.Artifact]) -> Optional[Dict[str, Any]
     return None
 
 
-def _split_records(examples: types.Artifact, split: str) -> Dict[str, tf.Tensor]:
-  """Every example of a split: {'id', 'category', 'png', 'serialized'} as numpy arrays."""
+def _split_records(examples: types.Artifact, split: str) -> Dict[str, list]:
+  """Every example of a split: {'id', 'category', 'png', 'serialized'} as parallel lists."""
   pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
   files = sorted(tf.io.gfile.glob(pattern))
   if not files:
@@ -129,9 +129,14 @@ def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.A
     else:
       if embed is None:
         embed = tf.saved_model.load(model_path).signatures['embed']
-      vectors = np.concatenate([
-          embed(examples=tf.constant(records['serialized'][i:i + batch_size]))['embedding']
-          .numpy() for i in range(0, len(records['serialized']), batch_size)])
+      parts, serialized = [], records['serialized']
+      for start in range(0, len(serialized), batch_size):
+        parts.append(embed(examples=tf.constant(serialized[start:start + batch_size]))[
+            'embedding'].numpy())
+        if len(parts) % 20 == 0:
+          logging.info('RegistryPusher: embedding gallery split %s: %d of %d drawings', split,
+                       start + batch_size, len(serialized))
+      vectors = np.concatenate(parts)
       categories, ids, pngs = records['category'], records['id'], records['png']
     logging.info('RegistryPusher: gallery split %s: %d drawings', split, len(ids))
     columns['embedding'].append(np.asarray(vectors, np.float32))

@@ -78,8 +78,7 @@ def models_command(args) -> int:
       if args.json:
         print(json.dumps(version.card, indent=2))
       else:
-        with open(os.path.join(version.path, registry.MODEL_CARD_MARKDOWN)) as f:
-          print(f'{version.path}\n\n{f.read()}')
+        print(f'{version.path}\n\n{registry.read_card_markdown(version.path)}')
       return 0
     rows = registry.summary_rows(root)
   except registry.RegistryError as e:

@@ -113,6 +113,11 @@ def read_card(version_dir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
+def read_card_markdown(version_dir: str) -> str:
+  with _gfile().GFile(os.path.join(version_dir, MODEL_CARD_MARKDOWN)) as f:
+    return f.read()
+
+
 def list_models(registry: str) -> List[str]:
   """Names of models with at least one published version."""
   gfile = _gfile()
