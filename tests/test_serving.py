@@ -19,7 +19,6 @@ from pipeline import cli
 from pipeline import results
 from serving import ann
 from serving import http
-from serving import registry
 from serving import search
 
 LINE = {'word': 'box', 'drawing': [[[10, 200, 200, 10, 10], [10, 10, 200, 200, 10]]]}
