@@ -22,7 +22,8 @@ setuptools.setup(
         'matplotlib',  # report figures
         'markdown',  # report.md -> report.html
         'shapely',  # Ramer-Douglas-Peucker for raw strokes (components/stroke_simplification.py).
+        'flask',  # serving/http.py
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'faiss-cpu'], 'ann': ['faiss-cpu']},
     entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},
 )

@@ -1,54 +1,262 @@
-"""RegistryPusher: TFX's Pusher plus a model card beside every pushed version.
+"""RegistryPusher: pushes a blessed model, its model card and a search gallery, atomically.
 
 The registry is a folder per model with one numbered version folder per push
-(`<registry>/<model>/<unix time>/`), TF Serving's layout; each version holds the SavedModel,
-`assets.extra/categories.txt`, and `model_card.json` (metrics, categories, data, lineage).
+(`<registry>/<model>/<version>/`, TF Serving's layout; `serving/registry.py` documents it).
+Each version holds the SavedModel with `assets.extra/categories.txt`, `model_card.json` and
+`model_card.md` (metrics, categories, data manifest, training configuration, lineage, code
+version) and `gallery.npz` (embeddings, categories, ids and PNGs of the gallery drawings, so
+search needs none of the pipeline's artifacts). Everything is written into a temporary
+folder that is renamed to the version number last: readers never see a half push.
+
+Beyond TFX's Pusher inputs (model, model_blessing) it takes, all optional, the examples
+(gallery PNGs, data manifest), the Evaluator's embeddings (the test split's gallery
+embeddings, not recomputed) and its evaluation (every metric for the card).
 """
 import datetime
 import json
 import os
-from typing import Any, Dict, List
+import subprocess
+from typing import Any, Dict, List, Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 from tfx import types
-from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
+from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
+from tfx.utils import io_utils
 from tfx.utils import json_utils
+from tfx.utils import proto_utils
 
+from components import embedding_evaluator
+from components import quickdraw_data
+from components import quickdraw_example_gen
 from components.embedding_evaluator import HEADLINE_METRICS
+from serving import registry
 
-MODEL_CARD_FILE = 'model_card.json'
-CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
+MODEL_CARD_FILE = registry.MODEL_CARD_FILE
+CATEGORIES_FILE = registry.CATEGORIES_FILE
+EXAMPLES_KEY = 'examples'
+EMBEDDINGS_KEY = 'embeddings'
+EVALUATION_KEY = 'evaluation'
+DEFAULT_GALLERY_SPLITS = ('test',)
+_PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class RegistryPusherSpec(types.ComponentSpec):
+  """TFX's PusherSpec plus the optional inputs the model card and the gallery read."""
+  PARAMETERS = dict(standard_component_specs.PusherSpec.PARAMETERS)
+  INPUTS = dict(
+      standard_component_specs.PusherSpec.INPUTS,
+      **{EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples,
+                                                       optional=True),
+         EMBEDDINGS_KEY: component_spec.ChannelParameter(type=embedding_evaluator.Embeddings,
+                                                         optional=True),
+         EVALUATION_KEY: component_spec.ChannelParameter(
+             type=standard_artifacts.ModelEvaluation, optional=True)})
+  OUTPUTS = dict(standard_component_specs.PusherSpec.OUTPUTS)
+
+
+def _single(input_dict: Dict[str, List[types.Artifact]], key: str) -> Optional[types.Artifact]:
+  artifacts = input_dict.get(key) or []
+  return artifacts[0] if artifacts else None
+
+
+def code_version(project_dir: str = _PROJECT_DIR) -> Dict[str, Any]:
+  """The git commit of the code that pushed (and whether it had local changes), when known."""
+  def git(*args):
+    return subprocess.run(['git', '-C', project_dir, *args], capture_output=True, text=True,
+                          timeout=10, check=True).stdout.strip()
+  try:
+    return {'git_commit': git('rev-parse', 'HEAD'),
+            'git_dirty': bool(git('status', '--porcelain', '--untracked-files=no'))}
+  except (OSError, subprocess.SubprocessError):  # Not a git checkout, or no git at all.
+    return {'git_commit': None, 'git_dirty': None}
+
+
+def data_manifest(examples: Optional[types.Artifact]) -> Optional[Dict[str, Any]]:
+  """The sampling manifest (source, seed, per-category counts) of the examples, if wired."""
+  if examples is None:
+    return None
+  try:
+    return quickdraw_example_gen.read_manifest(examples)
+  except tf.errors.NotFoundError:
+    logging.warning('RegistryPusher: no data manifest beside %s', examples.uri)
+    return None
+
+
+def _split_records(examples: types.Artifact, split: str) -> Dict[str, list]:
+  """Every example of a split: {'id', 'category', 'png', 'serialized'} as parallel lists."""
+  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+  files = sorted(tf.io.gfile.glob(pattern))
+  if not files:
+    raise FileNotFoundError(f'{pattern}: no examples for gallery split {split!r}')
+  spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
+          (quickdraw_data.IMAGE_KEY, quickdraw_data.CATEGORY_KEY, quickdraw_data.ID_KEY)}
+  parts = {'id': [], 'category': [], 'png': [], 'serialized': []}
+  for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(256):
+    parsed = tf.io.parse_example(serialized, spec)
+    parts['serialized'] += list(serialized.numpy())
+    parts['png'] += list(parsed[quickdraw_data.IMAGE_KEY].numpy())
+    parts['id'] += [v.decode('utf-8') for v in parsed[quickdraw_data.ID_KEY].numpy()]
+    parts['category'] += [v.decode('utf-8') for v in parsed[quickdraw_data.CATEGORY_KEY].numpy()]
+  return parts
+
+
+def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.Artifact],
+                  model_path: str, batch_size: int = 64) -> registry.Gallery:
+  """The gallery of `splits`: the test split's embeddings come from the Evaluator's artifact
+  (matched to the examples' PNGs by drawing id); other splits are embedded here."""
+  columns = {'embedding': [], 'category': [], 'id': [], 'split': [], 'png': []}
+  embed = None
+  for split in splits:
+    records = _split_records(examples, split)
+    if split == 'test' and embeddings is not None:
+      vectors, categories, ids = embedding_evaluator.load_embeddings(embeddings.uri)
+      png_by_id = dict(zip(records['id'], records['png']))
+      missing = [i for i in ids if i not in png_by_id]
+      if missing or len(ids) != len(png_by_id):
+        raise ValueError(f'{embeddings.uri}: the embeddings ({len(ids)} drawings) do not match '
+                         f'the examples\' test split ({len(png_by_id)}); e.g. missing PNGs for '
+                         f'{missing[:3]}. Wire the same examples the Evaluator read.')
+      pngs = [png_by_id[i] for i in ids]
+    else:
+      if embed is None:
+        embed = tf.saved_model.load(model_path).signatures['embed']
+      parts, serialized = [], records['serialized']
+      for start in range(0, len(serialized), batch_size):
+        parts.append(embed(examples=tf.constant(serialized[start:start + batch_size]))[
+            'embedding'].numpy())
+        if len(parts) % 20 == 0:
+          logging.info('RegistryPusher: embedding gallery split %s: %d of %d drawings', split,
+                       start + batch_size, len(serialized))
+      vectors = np.concatenate(parts)
+      categories, ids, pngs = records['category'], records['id'], records['png']
+    logging.info('RegistryPusher: gallery split %s: %d drawings', split, len(ids))
+    columns['embedding'].append(np.asarray(vectors, np.float32))
+    columns['category'] += list(categories)
+    columns['id'] += list(ids)
+    columns['split'] += [split] * len(ids)
+    columns['png'] += pngs
+  return registry.Gallery(embedding=np.concatenate(columns['embedding']),
+                          category=np.asarray(columns['category'], str),
+                          id=np.asarray(columns['id'], str),
+                          split=np.asarray(columns['split'], str), png=columns['png'])
+
+
+def model_card_markdown(card: Dict[str, Any]) -> str:
+  """A short human-readable card; model_card.json has everything."""
+  metrics = card.get('metrics') or {}
+  lines = [f'# {card["model_name"]} version {card["version"]}', '',
+           f'Pushed {card["pushed_at"]} from pipeline run '
+           f'`{card["lineage"].get("pipeline_run_id")}`, code '
+           f'`{(card.get("code_version") or {}).get("git_commit") or "unknown"}`.', '',
+           '| metric | value |', '| --- | --- |']
+  lines += [f'| {key} | {value:.4f} |' for key, value in metrics.items()
+            if isinstance(value, (int, float))]
+  data = card.get('data') or {}
+  gallery = card.get('gallery') or {}
+  lines += ['', f'{len(card["categories"])} categories: {", ".join(card["categories"])}.', '',
+            f'Data: {data.get("source")}, seed {data.get("seed")}, '
+            f'{data.get("train_per_category")} train + {data.get("test_per_category")} test '
+            'drawings per category.',
+            f'Search gallery: {gallery.get("size", 0)} drawings '
+            f'(splits {", ".join(gallery.get("splits", [])) or "none"}).', '',
+            card.get('license', ''), '']
+  return '\n'.join(lines)
 
 
 class Executor(pusher_executor.Executor):
+  """Checks the blessing, then publishes SavedModel + card + gallery as one new version."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
-    super().Do(input_dict, output_dict, exec_properties)
+    self._log_startup(input_dict, output_dict, exec_properties)
     pushed = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.PUSHED_MODEL_KEY])
-    if not pushed.get_int_custom_property('pushed'):
+    if not self.CheckBlessing(input_dict):
+      self._MarkNotPushed(pushed)
       return
-    destination = pushed.get_string_custom_property('pushed_destination')
+    destination = pusher_pb2.PushDestination()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+                              destination)
+    if destination.WhichOneof('destination') != 'filesystem':
+      raise ValueError('RegistryPusher pushes to a filesystem registry only; set '
+                       'push_destination.filesystem.base_directory')
+    model_dir = destination.filesystem.base_directory
+    model_path = self.GetModelPath(input_dict)
+    custom_config = json_utils.loads(
+        exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or 'null') or {}
+
+    def stage(folder: str, version: int) -> None:
+      io_utils.copy_dir(model_path, folder)
+      gallery = self._gallery(input_dict, custom_config, model_path)
+      if gallery is not None:
+        registry.write_gallery(os.path.join(folder, registry.GALLERY_FILE), gallery)
+      card = self._model_card(input_dict, custom_config, folder, version, gallery)
+      with tf.io.gfile.GFile(os.path.join(folder, registry.MODEL_CARD_MARKDOWN), 'w') as f:
+        f.write(model_card_markdown(card))
+      # Written last: on a store without atomic rename, its presence marks a complete version.
+      with tf.io.gfile.GFile(os.path.join(folder, MODEL_CARD_FILE), 'w') as f:
+        json.dump(card, f, indent=2)
+
+    version, published = registry.publish(model_dir, stage)
+    # The artifact keeps the card of what was pushed (the registry holds the model itself).
+    for name in (MODEL_CARD_FILE, registry.MODEL_CARD_MARKDOWN):
+      io_utils.copy_file(os.path.join(published, name), os.path.join(pushed.uri, name), True)
+    self._MarkPushed(pushed, pushed_destination=published, pushed_version=str(version))
+    logging.info('RegistryPusher: %s version %d pushed to %s', custom_config.get('model_name'),
+                 version, published)
+
+  def _gallery(self, input_dict, custom_config, model_path) -> Optional[registry.Gallery]:
+    examples = _single(input_dict, EXAMPLES_KEY)
+    splits = list(custom_config.get('gallery_splits') or DEFAULT_GALLERY_SPLITS)
+    if examples is None:
+      logging.warning('RegistryPusher: no examples wired in; pushing without a search gallery')
+      return None
+    return build_gallery(splits, examples, _single(input_dict, EMBEDDINGS_KEY), model_path)
+
+  def _model_card(self, input_dict, custom_config, folder: str, version: int,
+                  gallery: Optional[registry.Gallery]) -> Dict[str, Any]:
     model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
     blessing = artifact_utils.get_single_instance(
         input_dict[standard_component_specs.MODEL_BLESSING_KEY])
-    custom_config = json_utils.loads(
-        exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or 'null') or {}
-    with tf.io.gfile.GFile(os.path.join(destination, CATEGORIES_FILE)) as f:
+    examples = _single(input_dict, EXAMPLES_KEY)
+    embeddings = _single(input_dict, EMBEDDINGS_KEY)
+    evaluation = _single(input_dict, EVALUATION_KEY)
+    with tf.io.gfile.GFile(os.path.join(folder, CATEGORIES_FILE)) as f:
       categories = [line.strip() for line in f if line.strip()]
-    card = {
+
+    def artifact_ref(artifact):
+      return {'id': artifact.id, 'uri': artifact.uri} if artifact is not None else None
+
+    return {
         'model_name': custom_config.get('model_name'),
-        'version': pushed.get_string_custom_property('pushed_version'),
+        'version': str(version),
         'pushed_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        'metrics': {key: blessing.get_float_custom_property(key) for key in HEADLINE_METRICS},
+        # The blessing's headline metrics (what the blessing was decided on) ...
+        'metrics': {key: blessing.get_float_custom_property(key) for key in HEADLINE_METRICS
+                    if blessing.has_custom_property(key)},
+        # ... and everything the Evaluator wrote, whatever keys it has grown.
+        'evaluation': (embedding_evaluator.read_metrics(evaluation.uri)
+                       if evaluation is not None else None),
         'categories': categories,
-        'data': custom_config.get('data', {}),
+        'data': dict(custom_config.get('data') or {}),
+        'data_manifest': data_manifest(examples),
+        'training': custom_config.get('training'),
+        'gallery': {
+            'file': registry.GALLERY_FILE if gallery is not None else None,
+            'size': len(gallery) if gallery is not None else 0,
+            'splits': sorted(set(gallery.split.tolist())) if gallery is not None else [],
+            'embedding_dim': int(gallery.embedding.shape[1]) if gallery is not None else None,
+            'distance': 'euclidean (L2) on fc_1',
+        },
         'signatures': {
             'serving_default': 'serialized tf.Example with image_png -> probabilities, class_id, '
                                'category',
@@ -60,20 +268,36 @@ class Executor(pusher_executor.Executor):
             'pipeline_name': self._context.pipeline_info.id if self._context and
                              self._context.pipeline_info else None,
             'pipeline_run_id': self._context.pipeline_run_id if self._context else None,
-            'model_artifact': {'id': model.id, 'uri': model.uri},
-            'blessing_artifact': {'id': blessing.id, 'uri': blessing.uri},
+            'model_artifact': artifact_ref(model),
+            'blessing_artifact': artifact_ref(blessing),
+            'evaluation_artifact': artifact_ref(evaluation),
+            'embeddings_artifact': artifact_ref(embeddings),
+            'examples_artifact': artifact_ref(examples),
         },
+        'code_version': code_version(),
         'license': 'Trained on Quick, Draw! data made available by Google, Inc. under CC BY 4.0.',
     }
-    with tf.io.gfile.GFile(os.path.join(destination, MODEL_CARD_FILE), 'w') as f:
-      json.dump(card, f, indent=2)
-    logging.info('Model card written to %s', os.path.join(destination, MODEL_CARD_FILE))
 
 
-class RegistryPusher(pusher_component.Pusher):
+class RegistryPusher(base_component.BaseComponent):
+  """TFX's Pusher contract (blessing check, PushedModel artifact) for the model registry."""
+
+  SPEC_CLASS = RegistryPusherSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+  def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel,
+               push_destination: pusher_pb2.PushDestination,
+               custom_config: Optional[Dict[str, Any]] = None,
+               examples: Optional[types.BaseChannel] = None,
+               embeddings: Optional[types.BaseChannel] = None,
+               evaluation: Optional[types.BaseChannel] = None):
+    spec = RegistryPusherSpec(
+        model=model, model_blessing=model_blessing, push_destination=push_destination,
+        custom_config=json_utils.dumps(custom_config), examples=examples,
+        embeddings=embeddings, evaluation=evaluation,
+        pushed_model=types.Channel(type=standard_artifacts.PushedModel))
+    super().__init__(spec=spec)
 
 
 def read_model_card(version_dir: str) -> Dict[str, Any]:
-  with tf.io.gfile.GFile(os.path.join(version_dir, MODEL_CARD_FILE)) as f:
-    return json.load(f)
+  return registry.read_card(version_dir)

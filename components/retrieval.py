@@ -49,3 +49,18 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> Dict[s
   valid = ~np.isnan(ap)
   return {'map': float(ap[valid].mean()) if valid.any() else float('nan'),
           'queries': int(valid.sum()), 'queries_without_relevant': int((~valid).sum())}
+
+
+def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """Exact k nearest gallery rows of each query by L2 distance: (indices, distances), each
+  (num_queries, min(k, len(gallery))), nearest first; ties keep gallery order."""
+  queries = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+  gallery = np.asarray(gallery, dtype=np.float64)
+  if queries.shape[1] != gallery.shape[1]:
+    raise ValueError(f'queries have dimension {queries.shape[1]}, the gallery {gallery.shape[1]}')
+  # |q - g|^2 = |q|^2 + |g|^2 - 2 q.g: one matrix product (BLAS) for all pairs.
+  squared = ((queries ** 2).sum(axis=1)[:, None] + (gallery ** 2).sum(axis=1)[None, :]
+             - 2.0 * queries @ gallery.T)
+  distances = np.sqrt(np.maximum(squared, 0.0))
+  order = np.argsort(distances, axis=1, kind='stable')[:, :k]
+  return order, np.take_along_axis(distances, order, axis=1)

@@ -14,7 +14,7 @@ import sys
 
 # Each module defines register(subparsers): it adds its subcommand and sets `func`, a
 # callable(args) -> exit code. Modules import TensorFlow lazily so `--help` stays fast.
-SUBCOMMAND_MODULES = ('pipeline.run', 'pipeline.report', 'kubeflow.compile_kfp',
+SUBCOMMAND_MODULES = ('pipeline.run', 'pipeline.report', 'serving.cli', 'kubeflow.compile_kfp',
                       'kubeflow.submit_kfp')
 
 

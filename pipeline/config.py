@@ -56,6 +56,9 @@ class PipelineConfig:
   max_skip_ratio: float = 0.01
   # Keep only drawings the game recognized, where the lines carry `recognized`.
   recognized_only: bool = False
+  # Pusher: the splits whose drawings form the search gallery pushed with each model (the test
+  # split's embeddings come from the Evaluator; other splits are embedded by the Pusher).
+  gallery_splits: Tuple[str, ...] = ('test',)
 
   @property
   def pipeline_root(self) -> str:

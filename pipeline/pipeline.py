@@ -50,7 +50,8 @@ def create_pipeline(config: PipelineConfig,
 
   data = {'source': config.source, 'seed': config.seed, 'num_categories': config.num_categories,
           'train_per_category': config.train_per_category,
-          'test_per_category': config.test_per_category, 'image_size': config.image_size}
+          'test_per_category': config.test_per_category, 'image_size': config.image_size,
+          'render_size': config.render_size, 'stroke_width': config.stroke_width}
   for model_name in config.models:
     training = config.training[model_name]
     trainer = tfx.components.Trainer(
@@ -74,7 +75,12 @@ def create_pipeline(config: PipelineConfig,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=os.path.join(config.registry_dir, model_name))),
-        custom_config={'model_name': model_name, 'data': data},
+        custom_config={'model_name': model_name, 'data': data,
+                       'training': dataclasses.asdict(training),
+                       'gallery_splits': list(config.gallery_splits)},
+        # For the model card and the search gallery pushed beside the model.
+        examples=example_gen.outputs['examples'], embeddings=evaluator.outputs['embeddings'],
+        evaluation=evaluator.outputs['evaluation'],
     ).with_id(f'Pusher.{model_name}')
     components += [trainer, evaluator, pusher]
 

@@ -72,3 +72,11 @@ def smoke_run(tmp_path_factory, quickdraw_source):
   config = config_lib.profile('smoke', source=quickdraw_source,
                               output_dir=str(tmp_path_factory.mktemp('smoke')))
   return config, run_lib.run(config), run_lib.run(config)
+
+
+@pytest.fixture(scope='session')
+def smoke_registry(smoke_run):
+  """The shared smoke run for the registry and search tests: (config, first run id); its
+  pushed models are under config.registry_dir."""
+  config, first, _ = smoke_run
+  return config, first

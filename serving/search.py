@@ -1,0 +1,228 @@
+"""Sketch similarity search over a pushed model's gallery (exact L2 on fc_1 embeddings).
+
+Queries are what people have: a PNG of any size, a Quick, Draw! ndjson line, or a .ndjson
+file with many lines. Drawings are rendered with the pipeline's own renderer
+(`components.quickdraw_data.render_png`, at the render size the model was trained on), so a
+query looks like the training data; the model's `serving_png` signature does the rest.
+"""
+import dataclasses
+import io
+import json
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from components import quickdraw_data
+from components import retrieval
+from serving import ann
+from serving import registry
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+# Limits on what a query may be: a sketch needs no more (the model sees 128x128).
+MAX_PNG_BYTES = 2 * 1024 * 1024
+MIN_SIDE, MAX_SIDE = 16, 4096
+MAX_QUERIES = 1000
+MAX_K = 100
+_EMBED_BATCH = 64
+
+
+class QueryError(ValueError):
+  """A query that cannot be searched; the message names it (file, line) and the fix."""
+
+
+@dataclasses.dataclass
+class Query:
+  name: str  # Where it came from: a file, or file:line for an ndjson line.
+  png: bytes
+  category: Optional[str] = None  # The ndjson line's "word", when it has one.
+
+
+def png_query(data: bytes, name: str) -> Query:
+  """A PNG query, checked: decodable, within the size limits, not blank."""
+  if len(data) > MAX_PNG_BYTES:
+    raise QueryError(f'{name}: the PNG is {len(data)} bytes; the limit is {MAX_PNG_BYTES} '
+                     '(a sketch needs far less: save it smaller)')
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      if image.format != 'PNG':
+        raise QueryError(f'{name}: a {image.format} image; send a PNG')
+      width, height = image.size
+      if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise QueryError(f'{name}: the image is {width}x{height} pixels; each side must be '
+                         f'{MIN_SIDE} to {MAX_SIDE}')
+      low, high = image.convert('L').getextrema()
+  except QueryError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # Pillow raises many kinds.
+    raise QueryError(f'{name}: not a readable PNG image ({e}); send a PNG, an ndjson line or '
+                     'a .ndjson file') from e
+  if low == high:
+    raise QueryError(f'{name}: an empty drawing (every pixel is the same); draw something')
+  return Query(name=name, png=data)
+
+
+def drawing_query(line: bytes, name: str, line_number: int, render_size: int = 256,
+                  stroke_width: int = 3) -> Query:
+  """One Quick, Draw! ndjson line ({"drawing": [[xs, ys], ...], "word": optional}) rendered."""
+  try:
+    record = json.loads(line)
+  except ValueError as e:
+    raise QueryError(f'{name}:{line_number}: not a JSON object ({e}); each line must be '
+                     'one Quick, Draw! record like {"drawing": [[[x, ...], [y, ...]], ...]}') from e
+  word = record.get('word') if isinstance(record, dict) else None
+  try:
+    strokes = quickdraw_data.parse_drawing(line, name, line_number, word)
+  except quickdraw_data.QuickDrawDataError as e:
+    raise QueryError(str(e)) from e
+  return Query(name=f'{name}:{line_number}', category=word,
+               png=quickdraw_data.render_png(strokes, render_size, stroke_width))
+
+
+def queries_from_bytes(data: bytes, name: str, render_size: int = 256,
+                       stroke_width: int = 3) -> List[Query]:
+  """A PNG (by its signature bytes) or ndjson lines (one query each)."""
+  if not data.strip():
+    raise QueryError(f'{name}: empty; send a PNG, an ndjson line or a .ndjson file')
+  if data.startswith(PNG_MAGIC):
+    return [png_query(data, name)]
+  if data.lstrip().startswith(b'{'):
+    queries = [drawing_query(line, name, number, render_size, stroke_width)
+               for number, line in enumerate(data.splitlines(), start=1) if line.strip()]
+    if len(queries) > MAX_QUERIES:
+      raise QueryError(f'{name}: {len(queries)} queries; at most {MAX_QUERIES} at once')
+    return queries
+  raise QueryError(f'{name}: neither a PNG image nor Quick, Draw! ndjson; send a PNG, an '
+                   'ndjson line or a .ndjson file')
+
+
+def read_queries(query: str, render_size: int = 256, stroke_width: int = 3) -> List[Query]:
+  """`query` is a PNG file, a .ndjson file, or one ndjson line given literally."""
+  if query.lstrip().startswith('{'):
+    return queries_from_bytes(query.encode('utf-8'), '<ndjson line>', render_size, stroke_width)
+  if not os.path.isfile(query):
+    raise QueryError(f'{query}: no such file; --query takes a PNG, a .ndjson file or an '
+                     'ndjson line')
+  with open(query, 'rb') as f:
+    data = f.read()
+  return queries_from_bytes(data, query, render_size, stroke_width)
+
+
+def render_settings(card: dict) -> Tuple[int, int]:
+  """(render size, stroke width) the model's training drawings were rendered with."""
+  data = card.get('data') or {}
+  return int(data.get('render_size', 256)), int(data.get('stroke_width', 3))
+
+
+@dataclasses.dataclass
+class Neighbour:
+  rank: int
+  index: int  # Row in the gallery.
+  id: str
+  category: str
+  split: str
+  distance: float
+
+
+@dataclasses.dataclass
+class Result:
+  query: Query
+  predicted: str
+  probability: float
+  neighbours: List[Neighbour]
+
+  def to_dict(self) -> dict:
+    return {'query': self.query.name, 'query_category': self.query.category,
+            'predicted_category': self.predicted, 'probability': self.probability,
+            'results': [dataclasses.asdict(n) for n in self.neighbours]}
+
+
+class Searcher:
+  """One pushed model version and its gallery; search embeds queries with `serving_png`."""
+
+  def __init__(self, model_version: registry.ModelVersion, index: str = 'exact'):
+    if index not in ann.INDEX_KINDS:
+      raise QueryError(f'index {index!r}: choose one of {", ".join(ann.INDEX_KINDS)}')
+    self.model_version = model_version
+    self.gallery = registry.load_gallery(model_version)
+    self._model = registry.load_model(model_version)
+    self._serve_png = self._model.signatures['serving_png']
+    self.index = index
+    self._hnsw = ann.HnswIndex(self.gallery.embedding) if index == 'hnsw' else None
+
+  @classmethod
+  def from_registry(cls, root: str, model: str, version='latest',
+                    index: str = 'exact') -> 'Searcher':
+    return cls(registry.resolve(root, model, version), index)
+
+  def embed(self, pngs: Sequence[bytes]) -> dict:
+    """embedding, category and probability of the predicted class, per PNG."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    parts = {'embedding': [], 'category': [], 'probability': []}
+    for start in range(0, len(pngs), _EMBED_BATCH):
+      outputs = self._serve_png(image_png=tf.constant(list(pngs[start:start + _EMBED_BATCH])))
+      parts['embedding'].append(outputs['embedding'].numpy())
+      parts['category'] += [c.decode('utf-8') for c in outputs['category'].numpy()]
+      parts['probability'] += list(outputs['probabilities'].numpy().max(axis=1))
+    return {'embedding': np.concatenate(parts['embedding']), 'category': parts['category'],
+            'probability': [float(p) for p in parts['probability']]}
+
+  def search(self, queries: Sequence[Query], k: int = 10) -> List[Result]:
+    if not 1 <= k <= MAX_K:
+      raise QueryError(f'k={k}: choose 1 to {MAX_K} results')
+    if not queries:
+      raise QueryError('no queries given')
+    embedded = self.embed([q.png for q in queries])
+    if self._hnsw is not None:
+      indices, distances = self._hnsw.search(embedded['embedding'], k)
+    else:
+      indices, distances = retrieval.nearest(embedded['embedding'], self.gallery.embedding, k)
+    results = []
+    for q, query in enumerate(queries):
+      neighbours = [Neighbour(rank=r + 1, index=int(i), id=str(self.gallery.id[i]),
+                              category=str(self.gallery.category[i]),
+                              split=str(self.gallery.split[i]), distance=float(d))
+                    for r, (i, d) in enumerate(zip(indices[q], distances[q]))
+                    if i >= 0]  # HNSW marks places it could not fill with -1.
+      results.append(Result(query=query, predicted=embedded['category'][q],
+                            probability=embedded['probability'][q], neighbours=neighbours))
+    return results
+
+
+def format_result(result: Result) -> str:
+  known = f', true category {result.query.category!r}' if result.query.category else ''
+  lines = [f'{result.query.name}: predicted {result.predicted!r} '
+           f'(p={result.probability:.3f}){known}',
+           f'  {"rank":>4}  {"distance":>9}  {"category":<20} id']
+  lines += [f'  {n.rank:>4}  {n.distance:>9.4f}  {n.category:<20} {n.id}'
+            for n in result.neighbours]
+  return '\n'.join(lines)
+
+
+def write_grid(results: Sequence[Result], gallery: registry.Gallery, path: str,
+               tile: int = 128) -> None:
+  """One row per query: the query, then its results nearest first, each captioned."""
+  caption = 14
+  columns = 1 + max(len(r.neighbours) for r in results)
+  grid = Image.new('L', (columns * tile, len(results) * (tile + caption)), color=255)
+  pen = ImageDraw.Draw(grid)
+
+  def place(png: bytes, row: int, column: int, text: str, ink: int = 0) -> None:
+    with Image.open(io.BytesIO(png)) as image:
+      thumb = image.convert('L').resize((tile - 4, tile - 4), Image.Resampling.BOX)
+    x, y = column * tile, row * (tile + caption)
+    grid.paste(thumb, (x + 2, y + caption))
+    pen.rectangle([x + 1, y + caption - 1, x + tile - 2, y + caption + tile - 2], outline=160)
+    pen.text((x + 3, y + 1), text[:tile // 6], fill=ink)
+
+  for row, result in enumerate(results):
+    # Captions of results in the query's category (its own, else the predicted) are black.
+    expected = result.query.category or result.predicted
+    place(result.query.png, row, 0, f'query: {result.predicted}')
+    for n in result.neighbours:
+      place(gallery.png[n.index], row, n.rank, f'{n.rank}. {n.category} {n.distance:.1f}',
+            ink=0 if n.category == expected else 112)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  grid.save(path)
