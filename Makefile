@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py constraints.txt
+$(VENV)/.installed: setup.py pyproject.toml constraints.txt
 	@if [ ! -x $(PY) ]; then \
 	  if [ -z "$(PYTHON310)" ]; then \
 	    echo "Python 3.10 is required (TFX 1.16 supports no newer Python). Install it, e.g." \

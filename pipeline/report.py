@@ -9,6 +9,8 @@ number comes from the run's artifacts: the Evaluator's metrics, the Trainers' hi
 ExampleGen's manifest and examples, and the executions' times; nothing is recomputed here
 except the drawings' pictures.
 """
+from __future__ import annotations  # Annotations name `results`, imported only when needed.
+
 import argparse
 import base64
 import dataclasses
@@ -24,7 +26,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
-from pipeline import results
 
 REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
@@ -65,6 +66,7 @@ class RunResults:
 
 def collect(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None) -> RunResults:
   """The run `run_id` (default: the latest) of `pipeline_name`, read from its artifacts."""
+  from pipeline import results  # pylint: disable=g-import-not-at-top  (TFX: not for --help)
   store = results.open_store(metadata_path)
   if run_id is None:
     ids = results.run_ids(store, pipeline_name)
