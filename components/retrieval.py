@@ -61,6 +61,12 @@ def _representatives(vectors: np.ndarray) -> Optional[np.ndarray]:
   return None if np.array_equal(rep, np.arange(len(vectors))) else rep
 
 
+def count_duplicates(embeddings: np.ndarray) -> int:
+  """Rows bitwise equal to an earlier row."""
+  rep = _representatives(np.ascontiguousarray(embeddings))
+  return 0 if rep is None else int(np.sum(rep != np.arange(len(rep))))
+
+
 def _prepare(embeddings: np.ndarray, metric: str) -> Tuple[np.ndarray, np.ndarray]:
   """float64 vectors to multiply, and the per-row term of the ranking key."""
   vectors = np.array(embeddings, dtype=np.float64)  # A copy: normalised in place below.
