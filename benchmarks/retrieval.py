@@ -5,9 +5,10 @@
 
 `compare` times, in one process and alternating, the straightforward NumPy version (the full
 N x N distance matrix from one matrix product, a full argsort of every row, AP with ties as
-scikit-learn treats them, all vectorised) against `retrieval.evaluate` (AP only, and all
-metrics: AP, precision/recall@k, PR curve, 10 neighbours), checks that the APs are identical,
-and prints medians. `scale` runs `retrieval.evaluate` (all metrics, L2) once per N, each in a
+scikit-learn treats them, all vectorised), the project's previous version (scipy cdist, an
+argsort per query) and `retrieval.evaluate` (AP only, and all metrics: AP, precision/recall@k,
+PR curve, 10 neighbours), checks that the APs agree (to 1e-15: the order of a final sum), and
+prints medians. `scale` runs `retrieval.evaluate` (all metrics, L2) once per N, each in a
 fresh child process, and reports wall time and peak memory (the child's peak RSS, and
 tracemalloc's peak of the allocations made during the evaluation).
 
@@ -26,6 +27,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from scipy.spatial import distance
 
 from components import retrieval
 
@@ -64,6 +66,28 @@ def numpy_average_precisions(embeddings: np.ndarray, labels: np.ndarray) -> np.n
     return np.where(total > 0, (relevant * precision_at_end).sum(axis=1) / total, np.nan)
 
 
+def previous_average_precisions(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """The project's first version (before issue 5): scipy cdist per 1024 queries, then one
+  argsort and the tie-aware AP per query in a Python loop."""
+  vectors = embeddings.astype(np.float64)
+  n = len(labels)
+  result = np.full(n, np.nan)
+  for start in range(0, n, 1024):
+    block = distance.cdist(vectors[start:start + 1024], vectors, 'euclidean')
+    for offset, distances in enumerate(block):
+      others = np.arange(n) != start + offset
+      d, relevant = distances[others], labels[others] == labels[start + offset]
+      if not relevant.any():
+        continue
+      order = np.argsort(d, kind='stable')
+      d, relevant = d[order], relevant[order]
+      ends = np.flatnonzero(np.append(d[1:] != d[:-1], True))
+      hits = np.cumsum(relevant)[ends]
+      result[start + offset] = np.sum(np.diff(np.concatenate(([0], hits))) * hits /
+                                      (ends + 1)) / relevant.sum()
+  return result
+
+
 def _timed(function, *args, **kwargs):
   start = time.perf_counter()
   value = function(*args, **kwargs)
@@ -72,17 +96,21 @@ def _timed(function, *args, **kwargs):
 
 def compare(n: int, repeats: int) -> dict:
   embeddings, labels = synthetic(n)
-  times = {'numpy_full_sort': [], 'chunked_ap_only': [], 'chunked_all_metrics': []}
+  times = {'numpy_full_sort': [], 'previous_version': [], 'chunked_ap_only': [],
+           'chunked_all_metrics': []}
   for repeat in range(repeats):
     seconds, reference = _timed(numpy_average_precisions, embeddings, labels)
     times['numpy_full_sort'].append(seconds)
+    seconds, previous = _timed(previous_average_precisions, embeddings, labels)
+    times['previous_version'].append(seconds)
     seconds, ap_only = _timed(retrieval.average_precisions, embeddings, labels)
     times['chunked_ap_only'].append(seconds)
     seconds, full = _timed(retrieval.evaluate, embeddings, labels)
     times['chunked_all_metrics'].append(seconds)
     # Equal up to the order of the final sum (a mean vs. a sum over a total).
     max_difference = float(max(np.nanmax(np.abs(reference - ap_only)),
-                               np.nanmax(np.abs(reference - full.ap))))
+                               np.nanmax(np.abs(reference - full.ap)),
+                               np.nanmax(np.abs(reference - previous))))
     same_queries = bool(np.array_equal(np.isnan(reference), np.isnan(full.ap)))
     print(f'repeat {repeat + 1}/{repeats}: ' + ', '.join(
         f'{k} {v[-1]:.2f} s' for k, v in times.items()) +
@@ -91,6 +119,7 @@ def compare(n: int, repeats: int) -> dict:
   return {'n': n, 'dim': DIM, 'repeats': repeats, 'median_seconds': medians,
           'speedup_ap_only': medians['numpy_full_sort'] / medians['chunked_ap_only'],
           'speedup_all_metrics': medians['numpy_full_sort'] / medians['chunked_all_metrics'],
+          'speedup_ap_only_vs_previous': medians['previous_version'] / medians['chunked_ap_only'],
           'map': float(np.nanmean(full.ap)), 'max_ap_difference': max_difference,
           'same_queries': same_queries}
 

@@ -67,16 +67,25 @@ def count_duplicates(embeddings: np.ndarray) -> int:
   return 0 if rep is None else int(np.sum(rep != np.arange(len(rep))))
 
 
-def _prepare(embeddings: np.ndarray, metric: str) -> Tuple[np.ndarray, np.ndarray]:
-  """float64 vectors to multiply, and the per-row term of the ranking key."""
+def _prepare(embeddings: np.ndarray,
+             metric: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """float64 (vectors, query factors, candidate factors, has-direction mask).
+
+  query_factors[q] @ candidate_factors[c] is the ranking key (ascending = nearer):
+  L2: ||c||^2/2 - q.c (= (||q - c||^2 - ||q||^2) / 2, augmented by one column so one matrix
+  product gives it); cosine: -(q.c) of L2-normalised vectors.
+  """
   vectors = np.array(embeddings, dtype=np.float64)  # A copy: normalised in place below.
+  squared = np.einsum('ij,ij->i', vectors, vectors)
   if metric == 'l2':
-    return vectors, np.einsum('ij,ij->i', vectors, vectors)
+    queries = np.hstack([vectors, np.ones((len(vectors), 1))])
+    candidates = np.hstack([-vectors, squared[:, None] / 2])
+    return vectors, queries, candidates, np.ones(len(vectors), dtype=bool)
   if metric == 'cosine':
-    norms = np.sqrt(np.einsum('ij,ij->i', vectors, vectors))
+    norms = np.sqrt(squared)
     # A zero vector has no direction: similarity 0 to everything (scikit-learn's convention).
     np.divide(vectors, norms[:, None], out=vectors, where=norms[:, None] > 0)
-    return vectors, norms
+    return vectors, vectors, -vectors, norms > 0
   raise ValueError(f'unknown distance {metric!r}; choose one of {", ".join(METRICS)}')
 
 
@@ -116,7 +125,7 @@ def evaluate(embeddings: np.ndarray, labels: np.ndarray, metric: str = 'l2',
   ks = tuple(int(k) for k in ks)
   if n == 0:
     raise ValueError('no embeddings to evaluate')
-  vectors, row_term = _prepare(embeddings, metric)
+  vectors, query_factors, candidate_factors, directed = _prepare(embeddings, metric)
   rep = _representatives(vectors)
   codes = np.unique(labels, return_inverse=True)[1].reshape(-1)
   members = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
@@ -137,19 +146,11 @@ def evaluate(embeddings: np.ndarray, labels: np.ndarray, metric: str = 'l2',
   for start in range(0, n, chunk_size):
     stop = min(n, start + chunk_size)
     queries = np.arange(start, stop)
-    keys = vectors[start:stop] @ vectors.T
-    if metric == 'l2':  # Squared distance: the same order as the distance, no sqrt needed.
-      keys *= -2.0
-      keys += row_term[start:stop, None]
-      keys += row_term[None, :]
-      np.maximum(keys, 0.0, out=keys)
-      self_key = 0.0
-    else:  # Negated similarity; a drawing is at similarity 1 from itself (0 if it is zero).
-      np.negative(keys, out=keys)
-      self_key = None
+    keys = query_factors[start:stop] @ candidate_factors.T
+    # A query's exact duplicates are at distance 0: before everything else, tied together.
     own = rep[queries] if rep is not None else queries
-    keys[np.arange(len(queries)), own] = (
-        self_key if self_key is not None else -(row_term[start:stop] > 0).astype(np.float64))
+    at_zero = directed[queries]
+    keys[np.flatnonzero(at_zero), own[at_zero]] = -np.inf
     if rep is not None:
       keys = keys[:, rep]  # Duplicates take their first copy's column: exact ties.
     keys[np.arange(len(queries)), queries] = np.inf  # Leave the query itself out.
@@ -167,10 +168,15 @@ def evaluate(embeddings: np.ndarray, labels: np.ndarray, metric: str = 'l2',
       if num_relevant == 0:
         continue
       # For each relevant distance t_j: items (of all N - 1) with distance <= t_j and < t_j.
-      at_most = np.cumsum(np.bincount(np.searchsorted(relevant, row, 'left'),
-                                      minlength=num_relevant + 1))[:num_relevant]
-      below = np.cumsum(np.bincount(np.searchsorted(relevant, row, 'right'),
-                                    minlength=num_relevant + 1))[:num_relevant]
+      # position[x] = relevant distances below x, so x <= t_j exactly when position <= j.
+      position = np.searchsorted(relevant, row, 'left')
+      at_or_below = np.cumsum(np.bincount(position, minlength=num_relevant + 1))
+      at_most = at_or_below[:num_relevant]
+      # Items equal to a relevant distance all have the position of its first copy.
+      equal = row == relevant[np.minimum(position, num_relevant - 1)]
+      first = np.searchsorted(relevant, relevant, 'left')
+      below = (at_or_below[first] -
+               np.bincount(position[equal], minlength=num_relevant)[first])
       hits = np.searchsorted(relevant, relevant, 'right')  # Relevant items with distance <= t_j.
       precision = hits / at_most
       result.ap[query] = precision.mean()
