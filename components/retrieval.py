@@ -161,7 +161,7 @@ def evaluate(embeddings: np.ndarray, labels: np.ndarray, metric: str = 'l2',
       keys = keys[:, rep]  # Duplicates take their first copy's column: exact ties.
     keys[np.arange(len(queries)), queries] = np.inf  # Leave the query itself out.
     if kept:
-      kth = np.partition(keys, kept - 1, axis=1)[:, kept - 1]
+      kth = np.partition(keys, kept - 1, axis=1)[:, kept - 1].copy()  # Not a view: frees.
     for offset, query in enumerate(queries):
       row = keys[offset]
       if kept:
@@ -178,22 +178,26 @@ def evaluate(embeddings: np.ndarray, labels: np.ndarray, metric: str = 'l2',
       position = np.searchsorted(relevant, row, 'left')
       at_or_below = np.cumsum(np.bincount(position, minlength=num_relevant + 1))
       at_most = at_or_below[:num_relevant]
-      # Items equal to a relevant distance all have the position of its first copy.
-      equal = row == relevant[np.minimum(position, num_relevant - 1)]
-      first = np.searchsorted(relevant, relevant, 'left')
-      below = (at_or_below[first] -
-               np.bincount(position[equal], minlength=num_relevant)[first])
       hits = np.searchsorted(relevant, relevant, 'right')  # Relevant items with distance <= t_j.
       precision = hits / at_most
       result.ap[query] = precision.mean()
-      # Chance that relevant item j is within the first k results, its tie group in random order.
-      inside = np.clip((cutoffs[None, :] - below[:, None]) / (at_most - below)[:, None], 0.0, 1.0)
-      expected_hits = inside.sum(axis=0)
-      result.precision_at_k[query] = expected_hits / cutoffs
-      result.recall_at_k[query] = expected_hits / num_relevant
+      if len(cutoffs):
+        # Items equal to a relevant distance all have the position of its first copy.
+        equal = row == relevant[np.minimum(position, num_relevant - 1)]
+        first = np.searchsorted(relevant, relevant, 'left')
+        below = (at_or_below[first] -
+                 np.bincount(position[equal], minlength=num_relevant)[first])
+        # Chance that relevant item j is within the first k results, its tie group in random
+        # order.
+        inside = np.clip((cutoffs[None, :] - below[:, None]) / (at_most - below)[:, None],
+                         0.0, 1.0)
+        expected_hits = inside.sum(axis=0)
+        result.precision_at_k[query] = expected_hits / cutoffs
+        result.recall_at_k[query] = expected_hits / num_relevant
       # Interpolated precision at recall r: the best precision at recall >= r.
       best_after = np.maximum.accumulate(precision[::-1])[::-1]
       result.pr_curve[query] = best_after[np.searchsorted(hits * 10, levels * num_relevant)]
+    del keys  # Before the next chunk's product is allocated.
     if progress:
       progress(stop, n)
   return result
