@@ -125,13 +125,15 @@ def compute_metrics(model_name: str, train: Dict[str, np.ndarray], test: Dict[st
       'test': classification_metrics.split_metrics(
           test['category'], test['predicted'], test['probabilities'], categories),
   }
+  # Retrieval needs no vocabulary: test categories the model lacks are reported too.
+  retrieval_categories = categories + sorted(set(labels.tolist()) - set(categories))
   per_query = {}
   sections = {}
   for metric in retrieval.METRICS:
     result = retrieval.evaluate(
         test['embedding'], labels, metric=metric, ids=ids, chunk_size=chunk_size,
         progress=retrieval.ProgressLogger(f'EmbeddingEvaluator {model_name}: {metric} retrieval'))
-    sections[metric] = retrieval.summarize(result, labels, categories)
+    sections[metric] = retrieval.summarize(result, labels, retrieval_categories)
     per_query[f'ap_{metric}'] = result.ap
     per_query[f'neighbors_{metric}'] = result.neighbors
     per_query[f'neighbor_distances_{metric}'] = result.neighbor_distances
@@ -174,7 +176,7 @@ def compute_metrics(model_name: str, train: Dict[str, np.ndarray], test: Dict[st
       'counts': {
           'train_examples': int(len(train['category'])),
           'test_examples': int(len(labels)),
-          'test_per_category': {c: int(per_category.get(c, 0)) for c in categories},
+          'test_per_category': {c: int(per_category.get(c, 0)) for c in retrieval_categories},
           'categories_with_single_test_drawing': sorted(
               c for c, n in per_category.items() if n == 1),
           'categories_without_test_drawings': [c for c in categories if c not in per_category],

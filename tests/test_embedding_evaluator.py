@@ -138,6 +138,8 @@ def test_metrics_json_follows_the_schema_and_matches_independent_numbers(evaluat
   # The lonely drawing is not a query but is still a result of the others.
   assert metrics['map_queries_without_relevant'] == 1
   assert metrics['counts']['categories_with_single_test_drawing'] == ['lonely']
+  assert metrics['retrieval']['l2']['per_category_ap']['lonely'] is None
+  assert list(metrics['counts']['test_per_category']) == CATEGORIES + ['lonely']
   expected = []
   for q in range(n_test):
     keep = np.arange(n_test) != q
