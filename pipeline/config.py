@@ -45,6 +45,11 @@ class PipelineConfig:
   # Blessing thresholds: a model is pushed only when it reaches both.
   min_test_accuracy: float = 0.0
   min_map: float = 0.0
+  # Also require a model to be no worse (test accuracy and mAP) than the newest pushed version
+  # of the same name in the registry (nothing pushed yet passes).
+  bless_not_worse_than_pushed: bool = False
+  # Evaluator: also the mAP of raw image_size x image_size pixels as embeddings (a floor).
+  raw_pixels_floor: bool = True
   source: str = ''
   pipeline_name: str = 'quickdraw-tfx'
   output_dir: str = 'outputs'

@@ -2,6 +2,7 @@
 
 QuickDrawExampleGen -> StatisticsGen -> ExampleValidator <- ImportSchemaGen(schema/)
                     -> Transform -> Trainer.<model> -> EmbeddingEvaluator.<model> -> Pusher.<model>
+EmbeddingEvaluator.<first model> + EmbeddingEvaluator.<second model> -> ModelComparison
 """
 import dataclasses
 import os
@@ -11,6 +12,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.embedding_evaluator import EmbeddingEvaluator
+from components.model_comparison import ModelComparison
 from components.quickdraw_example_gen import QuickDrawExampleGen
 from components.registry_pusher import RegistryPusher
 from pipeline.config import PipelineConfig
@@ -52,6 +54,7 @@ def create_pipeline(config: PipelineConfig,
           'train_per_category': config.train_per_category,
           'test_per_category': config.test_per_category, 'image_size': config.image_size,
           'render_size': config.render_size, 'stroke_width': config.stroke_width}
+  evaluators = []
   for model_name in config.models:
     training = config.training[model_name]
     trainer = tfx.components.Trainer(
@@ -69,6 +72,9 @@ def create_pipeline(config: PipelineConfig,
         examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
         model_name=model_name, min_test_accuracy=config.min_test_accuracy,
         min_map=config.min_map, train_eval_max_examples=config.train_eval_max_examples,
+        raw_pixels_size=config.image_size if config.raw_pixels_floor else 0,
+        not_worse_than_pushed=int(config.bless_not_worse_than_pushed),
+        registry_dir=config.registry_dir,
     ).with_id(f'EmbeddingEvaluator.{model_name}')
     pusher = RegistryPusher(
         model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
@@ -83,6 +89,12 @@ def create_pipeline(config: PipelineConfig,
         evaluation=evaluator.outputs['evaluation'],
     ).with_id(f'Pusher.{model_name}')
     components += [trainer, evaluator, pusher]
+    evaluators.append(evaluator)
+
+  if len(evaluators) >= 2:  # skNet vs skResNet on every metric, for the report.
+    components.append(ModelComparison(
+        first_evaluation=evaluators[0].outputs['evaluation'],
+        second_evaluation=evaluators[1].outputs['evaluation']))
 
   if metadata_connection_config is None:
     metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(

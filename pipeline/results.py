@@ -120,14 +120,17 @@ def data_summary(nodes: Dict[str, NodeRun]) -> str:
 
 
 def format_table(rows: List[dict]) -> str:
-  header = ('model', 'train acc', 'test acc', 'mAP (L2, fc_1)', 'chance', 'pushed to')
+  header = ('model', 'train acc', 'test acc', 'mAP (L2, fc_1)', 'chance', 'random mAP',
+            'raw-pixel mAP', 'pushed to')
   lines = []
   for row in rows:
     def pct(key):
-      return f'{row[key]:.1%}' if key in row else 'n/a'
+      return f'{row[key]:.1%}' if row.get(key) is not None else 'n/a'
+    def score(key):
+      return f'{row[key]:.3f}' if row.get(key) is not None else 'n/a'
     where = row['pushed_to'] if row['pushed'] else 'not pushed (below thresholds)'
-    lines.append((row['model'], pct('train_accuracy'), pct('test_accuracy'),
-                  f"{row['map']:.3f}" if 'map' in row else 'n/a', pct('chance_accuracy'), where))
+    lines.append((row['model'], pct('train_accuracy'), pct('test_accuracy'), score('map'),
+                  pct('chance_accuracy'), score('random_map'), score('raw_pixels_map'), where))
   widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
   render = lambda r: '  '.join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
   return '\n'.join([render(header), render(['-' * w for w in widths])] + [render(l) for l in lines])

@@ -10,6 +10,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from components import embedding_evaluator
 from components import quickdraw_example_gen
+from components import model_comparison
 from components import registry_pusher
 from pipeline import config as config_lib
 from pipeline import results
@@ -26,6 +27,7 @@ EXPECTED_OUTPUTS = {
     **{f'Trainer.{m}': ['model', 'model_run'] for m in MODELS},
     **{f'EmbeddingEvaluator.{m}': ['blessing', 'embeddings', 'evaluation'] for m in MODELS},
     **{f'Pusher.{m}': ['pushed_model'] for m in MODELS},
+    'ModelComparison': ['comparison'],
 }
 
 
@@ -101,6 +103,46 @@ def test_metrics_are_in_range_and_recorded_in_metadata(smoke, model):
       _single(nodes, f'EmbeddingEvaluator.{model}', 'embeddings').uri)
   assert embeddings.shape == (metrics['test_examples'], 1024)
   assert len(set(ids)) == len(ids) == len(categories)
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_full_metrics_and_per_query_results(smoke, model):
+  config, nodes, _ = smoke
+  metrics = embedding_evaluator.read_metrics(
+      _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation').uri)
+  test = metrics['classification']['test']
+  assert test['top1'] == metrics['test_accuracy'] <= test['top5'] == 1.0  # 3 categories.
+  assert np.sum(test['confusion_matrix']) == metrics['test_examples']
+  assert set(test['per_class']) == set(metrics['classification']['categories'])
+  for distance in ('l2', 'cosine'):
+    section = metrics['retrieval'][distance]
+    assert section['queries'] == metrics['test_examples']
+    assert 0.0 <= section['map'] <= 1.0 and len(section['pr_curve_11pt']['precision']) == 11
+  assert metrics['retrieval']['l2']['map'] == metrics['map']
+  assert 0.0 < metrics['floors']['random_map'] < 1.0
+  assert 0.0 <= metrics['floors']['raw_pixels_map'] <= 1.0
+  assert metrics['floors']['raw_pixels_dim'] == config.image_size ** 2
+  data = embedding_evaluator.load_per_query(
+      _single(nodes, f'EmbeddingEvaluator.{model}', 'embeddings').uri)
+  assert np.nanmean(data['ap_l2']) == pytest.approx(metrics['map'], abs=1e-12)
+  assert data['neighbors_l2'].shape == (metrics['test_examples'], 10)
+  assert sorted(data['class_names']) == sorted(metrics['classification']['categories'])
+
+
+def test_comparison_of_the_two_models_is_recorded(smoke):
+  _, nodes, _ = smoke
+  artifact = _single(nodes, 'ModelComparison', 'comparison')
+  assert artifact.type == model_comparison.Comparison.TYPE_NAME
+  comparison = model_comparison.read_comparison(artifact.uri)
+  assert comparison['models'] == list(MODELS)
+  rows = {row['metric']: row for row in comparison['rows']}
+  for model in MODELS:
+    metrics = embedding_evaluator.read_metrics(
+        _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation').uri)
+    assert rows['retrieval.l2.map']['values'][model] == pytest.approx(metrics['map'])
+    assert rows['classification.test.top1']['values'][model] == pytest.approx(
+        metrics['test_accuracy'])
+  assert tf.io.gfile.exists(os.path.join(artifact.uri, model_comparison.COMPARISON_MARKDOWN))
 
 
 @pytest.mark.parametrize('model', MODELS)

@@ -1,0 +1,142 @@
+"""ModelComparison: two evaluated models side by side on every metric (docs/metrics.md, 3).
+
+Reads the two `ModelEvaluation` artifacts' metrics.json and writes `comparison.json` and the
+same table as `comparison.md` for the report.
+"""
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import tensorflow as tf
+from tfx import types
+from tfx.types import standard_artifacts
+from tfx.v1.dsl.components import InputArtifact, OutputArtifact, component
+
+from components.embedding_evaluator import read_metrics
+
+COMPARISON_JSON = 'comparison.json'
+COMPARISON_MARKDOWN = 'comparison.md'
+SCHEMA_VERSION = 1
+SECTIONS = ('classification', 'retrieval', 'floors')
+# Not metrics: bookkeeping, sizes, labels and matrices.
+SKIPPED = {'confusion_matrix', 'unknown', 'categories', 'k', 'distance', 'extra', 'examples',
+           'support', 'queries', 'queries_without_relevant', 'raw_pixels_dim', 'recall'}
+# The rows the report leads with.
+HEADLINE_ROWS = (
+    'classification.test.top1', 'classification.test.top5', 'classification.test.macro_f1',
+    'classification.train.top1', 'retrieval.l2.map', 'retrieval.cosine.map',
+    'retrieval.l2.precision_at_k.10', 'floors.random_map', 'floors.raw_pixels_map')
+
+
+class Comparison(types.Artifact):
+  """A table of two models' metrics (comparison.json, comparison.md)."""
+  TYPE_NAME = 'quickdraw.ModelComparison'
+
+
+def flatten(metrics: Dict) -> Dict[str, Optional[float]]:
+  """Every metric of metrics.json as {dotted path: value}, in the file's order."""
+  rows: Dict[str, Optional[float]] = {}
+
+  def visit(prefix: str, value) -> None:
+    if isinstance(value, dict):
+      if 'recall' in value and 'precision' in value:  # The 11-point PR curve.
+        for recall, precision in zip(value['recall'], value['precision']):
+          rows[f'{prefix}.precision@{recall:.1f}'] = precision
+        return
+      for key, child in value.items():
+        if key not in SKIPPED:
+          visit(f'{prefix}.{key}', child)
+    elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+      rows[prefix] = None if value is None else float(value)
+
+  for section in SECTIONS:
+    visit(section, metrics.get(section, {}))
+  return rows
+
+
+def _better(path: str, first: Tuple[str, Optional[float]],
+            second: Tuple[str, Optional[float]]) -> Optional[str]:
+  if path.startswith('floors.') or first[1] is None or second[1] is None:
+    return None  # Floors are context; an undefined value wins nothing.
+  if first[1] == second[1]:
+    return 'tie'
+  return first[0] if first[1] > second[1] else second[0]
+
+
+def compare(first: Dict, second: Dict) -> Dict:
+  """comparison.json's content for two metrics.json dicts (every metric higher-is-better)."""
+  names = [first['model_name'], second['model_name']]
+  if names[0] == names[1]:
+    names = [f'{names[0]} (first)', f'{names[1]} (second)']
+  a, b = flatten(first), flatten(second)
+  rows = []
+  for path in list(a) + [p for p in b if p not in a]:
+    va, vb = a.get(path), b.get(path)
+    rows.append({'metric': path, 'values': {names[0]: va, names[1]: vb},
+                 'difference': None if va is None or vb is None else vb - va,
+                 'better': _better(path, (names[0], va), (names[1], vb))})
+  wins = {names[0]: 0, names[1]: 0, 'tie': 0}
+  for row in rows:
+    if row['better'] is not None:
+      wins[row['better']] += 1
+  return {'schema_version': SCHEMA_VERSION, 'models': names, 'rows': rows, 'wins': wins,
+          'blessed': {names[0]: bool(first.get('blessed')),
+                      names[1]: bool(second.get('blessed'))}}
+
+
+def _cell(value: Optional[float], signed: bool = False) -> str:
+  if value is None:
+    return 'n/a'
+  return f'{value:+.4f}' if signed else f'{value:.4f}'
+
+
+def _table(rows: List[Dict], names: List[str]) -> List[str]:
+  lines = [f'| metric | {names[0]} | {names[1]} | difference ({names[1]} - {names[0]}) | better |',
+           '| --- | ---: | ---: | ---: | --- |']
+  for row in rows:
+    lines.append(f"| `{row['metric']}` | {_cell(row['values'][names[0]])} | "
+                 f"{_cell(row['values'][names[1]])} | {_cell(row['difference'], True)} | "
+                 f"{row['better'] or ''} |")
+  return lines
+
+
+def to_markdown(comparison: Dict) -> str:
+  names = comparison['models']
+  by_metric = {row['metric']: row for row in comparison['rows']}
+  headline = [by_metric[path] for path in HEADLINE_ROWS if path in by_metric]
+  wins = comparison['wins']
+  lines = [f'# {names[0]} vs {names[1]}', '',
+           f"Better on {wins[names[0]]} metrics: {names[0]}; on {wins[names[1]]}: {names[1]}; "
+           f"ties: {wins['tie']}. Blessed: " + ', '.join(
+               f'{n} {"yes" if comparison["blessed"][n] else "no"}' for n in names) + '.',
+           'Retrieval is leave-one-out on the test split; L2 on fc_1 is the metric, cosine an '
+           'extra; floors are context (same data for both models). Schema: docs/metrics.md.',
+           '', '## Headline', ''] + _table(headline, names) + [
+               '', '## Every metric', ''] + _table(comparison['rows'], names)
+  return '\n'.join(lines) + '\n'
+
+
+def read_comparison(uri: str) -> Dict:
+  """comparison.json of a ModelComparison artifact."""
+  with tf.io.gfile.GFile(os.path.join(uri, COMPARISON_JSON)) as f:
+    return json.load(f)
+
+
+@component
+def ModelComparison(  # pylint: disable=invalid-name
+    first_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
+    second_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
+    comparison: OutputArtifact[Comparison],
+) -> None:
+  """Every metric of two EmbeddingEvaluator outputs side by side: JSON and Markdown."""
+  result = compare(read_metrics(first_evaluation.uri), read_metrics(second_evaluation.uri))
+  with tf.io.gfile.GFile(os.path.join(comparison.uri, COMPARISON_JSON), 'w') as f:
+    json.dump(result, f, indent=2, allow_nan=False)
+  with tf.io.gfile.GFile(os.path.join(comparison.uri, COMPARISON_MARKDOWN), 'w') as f:
+    f.write(to_markdown(result))
+  by_metric = {row['metric']: row for row in result['rows']}
+  comparison.set_string_custom_property('models', ','.join(result['models']))
+  for path, key in (('retrieval.l2.map', 'better_map'),
+                    ('classification.test.top1', 'better_test_accuracy')):
+    if path in by_metric:
+      comparison.set_string_custom_property(key, by_metric[path]['better'] or '')
