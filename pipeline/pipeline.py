@@ -20,6 +20,15 @@ PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.trainer.run_fn'
 
 
+def _latest_model_resolver(model_name: str) -> tfx.dsl.Resolver:
+  """The newest model that Trainer.<model_name> produced in an earlier run (none at first)."""
+  return tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id=f'Trainer.{model_name}', output_key='model'),
+  ).with_id(f'LatestModelResolver.{model_name}')
+
+
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[object] = None) -> tfx_pipeline.Pipeline:
   """The TFX pipeline for `config`; `metadata_connection_config` defaults to SQLite."""
@@ -47,6 +56,9 @@ def create_pipeline(config: PipelineConfig,
           'test_per_category': config.test_per_category, 'image_size': config.image_size}
   for model_name in config.models:
     training = config.training[model_name]
+    latest_model = _latest_model_resolver(model_name) if training.warm_start else None
+    if latest_model:
+      components.append(latest_model)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs['examples'],
@@ -57,6 +69,7 @@ def create_pipeline(config: PipelineConfig,
         eval_args=tfx.proto.EvalArgs(splits=['test']),
         custom_config=dict(dataclasses.asdict(training), model_name=model_name,
                            seed=config.seed, image_size=config.image_size),
+        base_model=latest_model.outputs['model'] if latest_model else None,
     ).with_id(f'Trainer.{model_name}')
     evaluator = EmbeddingEvaluator(
         examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
