@@ -11,6 +11,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.embedding_evaluator import EmbeddingEvaluator
+from components.latest_model import latest_model_resolver
 from components.quickdraw_example_gen import QuickDrawExampleGen
 from components.registry_pusher import RegistryPusher
 from pipeline.config import PipelineConfig
@@ -18,15 +19,6 @@ from pipeline.config import PipelineConfig
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schema')
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.trainer.run_fn'
-
-
-def _latest_model_resolver(model_name: str) -> tfx.dsl.Resolver:
-  """The newest model that Trainer.<model_name> produced in an earlier run (none at first)."""
-  return tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                            producer_component_id=f'Trainer.{model_name}', output_key='model'),
-  ).with_id(f'LatestModelResolver.{model_name}')
 
 
 def create_pipeline(config: PipelineConfig,
@@ -56,7 +48,9 @@ def create_pipeline(config: PipelineConfig,
           'test_per_category': config.test_per_category, 'image_size': config.image_size}
   for model_name in config.models:
     training = config.training[model_name]
-    latest_model = _latest_model_resolver(model_name) if training.warm_start else None
+    # Warm start: the newest model of this Trainer from earlier runs becomes its base_model.
+    latest_model = (latest_model_resolver(f'Trainer.{model_name}') if training.warm_start
+                    else None)
     if latest_model:
       components.append(latest_model)
     trainer = tfx.components.Trainer(
