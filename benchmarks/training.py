@@ -75,21 +75,31 @@ def layer_flops(model: keras.Model) -> int:
   return total
 
 
-def _images_per_second(step, batch_size: int, steps: int) -> float:
-  start = time.perf_counter()
+def _images_per_second(step, batch_size: int, steps: int):
+  """(images per wall-clock second, images per CPU second of this process)."""
+  start, start_cpu = time.perf_counter(), time.process_time()
   for _ in range(steps):
     step()
-  return steps * batch_size / (time.perf_counter() - start)
+  images = steps * batch_size
+  return (images / (time.perf_counter() - start),
+          images / max(time.process_time() - start_cpu, 1e-9))
 
 
-def interleaved(variants, batch_size: int, steps: int, repeats: int):
-  """{name: [images/s per repeat]} with the variants timed in turn, `repeats` rounds."""
+def interleaved(variants, batch_size: int, steps: int, repeats: int, cpu_rates=None):
+  """{name: [images/s per repeat]} with the variants timed in turn, `repeats` rounds.
+
+  On a machine shared with other work, wall-clock rates swing with the neighbours' load;
+  images per CPU-second of this process (into `cpu_rates` when given) swing much less.
+  """
   for step in variants.values():  # Trace and warm up every variant first.
     step()
   rates = collections.defaultdict(list)
   for round_number in range(repeats):
     for name, step in variants.items():
-      rates[name].append(_images_per_second(step, batch_size, steps))
+      wall, cpu = _images_per_second(step, batch_size, steps)
+      rates[name].append(wall)
+      if cpu_rates is not None:
+        cpu_rates.setdefault(name, []).append(cpu)
     print(f'  round {round_number + 1}/{repeats}: ' + ', '.join(
         f'{name} {rates[name][-1]:.2f}' for name in variants), flush=True)
   return dict(rates)
@@ -104,18 +114,21 @@ def cmd_flops(args) -> dict:
   models = {name: _build(name) for name in MODELS}
   counts = {name: {'profiler_forward_flops': forward_flops(model),
                    'layer_forward_flops': layer_flops(model)} for name, model in models.items()}
+  cpu_rates = {}
   rates = interleaved({name: (lambda m=model: m.train_on_batch(x, y))
                        for name, model in models.items()}, args.batch_size, args.steps,
-                      args.repeats)
+                      args.repeats, cpu_rates)
   result = {'batch_size': args.batch_size, 'steps': args.steps, 'repeats': args.repeats}
   for name in MODELS:
-    rate = _median(rates[name])
+    rate, cpu_rate = _median(rates[name]), _median(cpu_rates[name])
     # A training step is about 3 forward passes (forward, input gradients, weight gradients).
-    achieved = 3 * counts[name]['profiler_forward_flops'] * rate
+    flops = 3 * counts[name]['profiler_forward_flops']
     result[name] = {**counts[name], 'images_per_second': rates[name],
-                    'median_images_per_second': rate, 'training_gflop_per_s': achieved / 1e9}
-  result['skresnet_over_sknet_flops_per_s'] = (result['skresnet']['training_gflop_per_s'] /
-                                              result['sknet']['training_gflop_per_s'])
+                    'median_images_per_second': rate, 'training_gflop_per_s': flops * rate / 1e9,
+                    'images_per_cpu_second': cpu_rates[name],
+                    'training_gflop_per_cpu_second': flops * cpu_rate / 1e9}
+  for key in ('training_gflop_per_s', 'training_gflop_per_cpu_second'):
+    result[f'skresnet_over_sknet_{key}'] = result['skresnet'][key] / result['sknet'][key]
   return result
 
 
@@ -152,6 +165,8 @@ def cmd_profile(args) -> dict:
   for name in MODELS:
     stats = _step_stats_by_op(name, args.batch_size, args.steps)
     total = sum(stats.values())
+    result[f'{name}_conv_share'] = sum(
+        seconds for op, seconds in stats.items() if 'Conv2D' in op) / total
     top = sorted(stats.items(), key=lambda item: -item[1])[:12]
     result[name] = {'seconds_per_step_summed_over_ops': total,
                     'top_ops': {op: round(seconds, 3) for op, seconds in top}}
@@ -167,9 +182,13 @@ def cmd_precision(args) -> dict:
                         ('xla', {'jit_compile': True})):
     model = _build(args.model, **kwargs)
     variants[label] = lambda m=model: m.train_on_batch(x, y)
-  rates = interleaved(variants, args.batch_size, args.steps, args.repeats)
+  cpu_rates = {}
+  rates = interleaved(variants, args.batch_size, args.steps, args.repeats, cpu_rates)
   return {'model': args.model, 'batch_size': args.batch_size,
-          **{label: {'images_per_second': r, 'median': _median(r)} for label, r in rates.items()}}
+          **{label: {'images_per_second': r, 'median': _median(r),
+                     'images_per_cpu_second': cpu_rates[label],
+                     'median_per_cpu_second': _median(cpu_rates[label])}
+             for label, r in rates.items()}}
 
 
 def _latest(pipeline_root: str, node: str, key: str) -> str:
@@ -221,12 +240,17 @@ def cmd_input(args) -> dict:
     feeds = {'in_memory': lambda: memory, 'trainer_input': pipeline_input().__next__,
              'trainer_input_augmented': pipeline_input(augmentation_lib.Augmentation()).__next__}
     variants = {label: (lambda f=feed: model.train_on_batch(*f())) for label, feed in feeds.items()}
-    rates = interleaved(variants, args.batch_size, args.steps, args.repeats)
+    cpu_rates = {}
+    rates = interleaved(variants, args.batch_size, args.steps, args.repeats, cpu_rates)
     medians = {label: _median(r) for label, r in rates.items()}
+    cpu_medians = {label: _median(r) for label, r in cpu_rates.items()}
     result[name] = {'images_per_second': rates, 'median': medians,
+                    'images_per_cpu_second': cpu_rates, 'median_per_cpu_second': cpu_medians,
                     'trainer_over_in_memory': medians['trainer_input'] / medians['in_memory'],
                     'augmented_over_in_memory':
-                        medians['trainer_input_augmented'] / medians['in_memory']}
+                        medians['trainer_input_augmented'] / medians['in_memory'],
+                    'trainer_over_in_memory_per_cpu_second':
+                        cpu_medians['trainer_input'] / cpu_medians['in_memory']}
   return result
 
 
