@@ -272,12 +272,17 @@ def main(argv=None) -> int:
   started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
   result = {'command': args.command, 'started': started, 'cpus': os.cpu_count(),
             **globals()['cmd_' + args.command](args)}
+  emit(result, args.output)
+  return 0
+
+
+def emit(result: dict, output_path=None) -> None:
+  """Prints the result as JSON and, with a path, writes it there too."""
   text = json.dumps(result, indent=2, default=float)
   print(text)
-  if args.output:
-    with open(args.output, 'w') as f:
+  if output_path:
+    with open(output_path, 'w') as f:
       f.write(text + '\n')
-  return 0
 
 
 if __name__ == '__main__':

@@ -9,7 +9,6 @@ mAP on fc_1. `--image-size` below 128 trades fidelity for time on a busy CPU.
   python benchmarks/training_quality.py --image-size 32 --output result.json
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from benchmarks.training import emit
 from components import quickdraw_data
 from components import retrieval
 from models import architectures
@@ -111,11 +111,7 @@ def main(argv=None) -> int:
             'config': vars(args)}
   for name in args.variants.split(','):
     result[name] = run_variant(name, VARIANTS[name], images, labels, args)
-  text = json.dumps(result, indent=2)
-  print(text)
-  if args.output:
-    with open(args.output, 'w') as f:
-      f.write(text + '\n')
+  emit(result, args.output)
   return 0
 
 
