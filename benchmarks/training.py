@@ -91,8 +91,11 @@ def interleaved(variants, batch_size: int, steps: int, repeats: int, cpu_rates=N
   On a machine shared with other work, wall-clock rates swing with the neighbours' load;
   images per CPU-second of this process (into `cpu_rates` when given) swing much less.
   """
-  for step in variants.values():  # Trace and warm up every variant first.
+  for name, step in variants.items():  # Trace (or compile) and warm up every variant first.
+    start = time.perf_counter()
     step()
+    print(f'  {name}: first step (tracing, compiling) {time.perf_counter() - start:.1f} s',
+          flush=True)
   rates = collections.defaultdict(list)
   for round_number in range(repeats):
     for name, step in variants.items():
