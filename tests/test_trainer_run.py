@@ -210,7 +210,7 @@ def test_two_workers_train_together_and_agree_on_the_weights(data, tmp_path):
   assert tf.io.gfile.exists(os.path.join(tmp_path, 'worker0', 'model', 'Format-Serving',
                                          'saved_model.pb'))
   assert not tf.io.gfile.exists(os.path.join(tmp_path, 'worker1', 'model'))
-  # Training changed the weights (not two untouched initialisations).
+  # Both epochs ran on the two-replica strategy.
   with open(tmp_path / 'worker0' / 'model_run' / trainer.HISTORY_FILE) as f:
     history = json.load(f)
   assert history['replicas'] == 2 and len(history['history']['loss']) == 2
