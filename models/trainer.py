@@ -1,12 +1,16 @@
 """The Trainers' shared run_fn: the model is chosen by custom_config['model_name'].
 
 Examples arrive raw (PNG bytes); the transform graph decodes and resizes them on the fly
-in tf.data, and the exported SavedModel applies the same graph to what clients send.
+in tf.data, and the exported SavedModel applies the same graph to what clients send
+(models/signatures.py). custom_config carries a TrainingConfig (pipeline/config.py).
 """
 import json
+import math
 import os
+import shutil
+import tempfile
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -15,33 +19,75 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features
 from models import architectures
+from models import augmentation as augmentation_lib
+from models import features
+from models import schedules
+from models import signatures
 
 _SHUFFLE_BUFFER = 10_000
 HISTORY_FILE = 'history.json'
 # Training batches on which the Trainer compares inference-mode with training accuracy.
 _CHECK_BATCHES = 10
+# Hash buckets for carving the validation split out of the training drawings (percent).
+_VALIDATION_BUCKETS = 100
+
+
+def _in_validation(drawing_id: tf.Tensor, validation_percent: int) -> tf.Tensor:
+  """A fixed, seed-independent choice: the same drawings are held out in every run."""
+  return tf.strings.to_hash_bucket_fast(drawing_id, _VALIDATION_BUCKETS) < validation_percent
 
 
 def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int, shuffle: bool,
-             seed: int) -> tf.data.Dataset:
-  """(image, label) batches, one pass over the files; the transform graph runs in tf.data."""
+             seed: int, part: str = 'all', validation_percent: int = 0,
+             augmentation: Optional[augmentation_lib.Augmentation] = None) -> tf.data.Dataset:
+  """(image, label) batches, one pass over the files; the transform graph runs in tf.data.
+
+  `part` is 'all', or 'train' / 'validation' for the two sides of the validation split.
+  Augmentation runs on whole batches after the transform, in parallel with training.
+  """
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle,
                                      shuffle_seed=seed, shuffle_buffer_size=_SHUFFLE_BUFFER,
                                      num_epochs=1),
       tf_transform_output.raw_metadata.schema)
+  if part != 'all' and validation_percent > 0:
+    keep_validation = part == 'validation'
+    dataset = dataset.unbatch().filter(
+        lambda raw: tf.equal(_in_validation(raw[features.ID_KEY], validation_percent),
+                             keep_validation)).batch(batch_size)
   transform_layer = tf_transform_output.transform_features_layer()
 
   def transform(raw):
     transformed = transform_layer({key: raw[key] for key in
                                    (features.IMAGE_KEY, features.CATEGORY_KEY)})
-    return transformed[features.IMAGE], transformed[features.LABEL]
+    images = transformed[features.IMAGE]
+    if augmentation is not None:
+      images = augmentation_lib.augment(images, augmentation)
+    return images, transformed[features.LABEL]
 
-  return dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  # One input file per split: workers of a cluster take every n-th batch.
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _count_examples(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+                    tf_transform_output: tft.TFTransformOutput,
+                    validation_percent: int) -> Tuple[int, int]:
+  """(training, validation) drawings: one pass over the ids, no image decoding."""
+  dataset = data_accessor.tf_dataset_factory(
+      file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=1024, shuffle=False, num_epochs=1),
+      tf_transform_output.raw_metadata.schema)
+  total = held_out = 0
+  for raw in dataset:
+    ids = raw[features.ID_KEY]
+    total += int(tf.size(ids))
+    held_out += int(tf.reduce_sum(tf.cast(_in_validation(ids, validation_percent), tf.int32)))
+  return total - held_out, held_out
 
 
 def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, num_batches: int) -> int:
@@ -79,8 +125,29 @@ def _inference_accuracy(model: keras.Model, dataset: tf.data.Dataset,
   return correct / max(total, 1), total
 
 
+@keras.saving.register_keras_serializable(package='quickdraw')
+class SmoothedCrossEntropy(keras.losses.Loss):
+  """Cross-entropy of integer labels against logits, with label smoothing, in float32
+  (mixed-precision models produce float16 logits)."""
+
+  def __init__(self, num_classes: int, label_smoothing: float = 0.0, name='cross_entropy',
+               **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.num_classes, self.label_smoothing = num_classes, label_smoothing
+
+  def call(self, y_true, y_pred):
+    one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), self.num_classes)
+    return keras.losses.categorical_crossentropy(
+        one_hot, tf.cast(y_pred, tf.float32), from_logits=True,
+        label_smoothing=self.label_smoothing)
+
+  def get_config(self):
+    return {**super().get_config(), 'num_classes': self.num_classes,
+            'label_smoothing': self.label_smoothing}
+
+
 class _ThroughputLogger(keras.callbacks.Callback):
-  """One line per epoch: loss, accuracy and images per second."""
+  """One line per epoch: loss, accuracy (and validation's) and images per second."""
 
   def __init__(self, model_name: str, epochs: int, batch_size: int):
     super().__init__()
@@ -96,97 +163,202 @@ class _ThroughputLogger(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     rate = self._images / max(time.time() - self._start, 1e-9)
     self.images_per_second.append(rate)
-    logging.info('%s epoch %d/%d: loss %.4f, accuracy %.4f, %.1f images/s', self._model_name,
-                 epoch + 1, self._epochs, logs['loss'], logs['accuracy'], rate)
+    validation = (f', validation loss {logs["val_loss"]:.4f} accuracy {logs["val_accuracy"]:.4f}'
+                  if 'val_loss' in logs else '')
+    logging.info('%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.1f images/s', self._model_name,
+                 epoch + 1, self._epochs, logs['loss'], logs['accuracy'], validation, rate)
 
 
-def _export_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput):
-  """serving_default (tf.Example -> class), embed (tf.Example -> fc_1 + class), serving_png."""
-  # Attached to the model so the transform graph's assets are tracked and saved with it.
-  model.tft_layer = tf_transform_output.transform_features_layer()
-  embedder = keras.Model(model.input, [model.get_layer('fc_1').output, model.output])
-  categories = tf.constant(
-      tf_transform_output.vocabulary_by_name(features.CATEGORY_VOCABULARY), tf.string)
-  image_spec = {features.IMAGE_KEY: tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]}
+class BestEpoch(keras.callbacks.Callback):
+  """Keeps the weights of the epoch with the lowest validation loss and restores them at the
+  end; stops after `patience` epochs without improvement (0 = never stops early)."""
 
-  def predict(raw_images):
-    image = model.tft_layer({features.IMAGE_KEY: raw_images})[features.IMAGE]
-    embedding, logits = embedder(image, training=False)
-    probabilities = tf.nn.softmax(logits)
-    class_id = tf.argmax(probabilities, axis=-1)
-    return {'probabilities': probabilities, 'class_id': class_id,
-            'category': tf.gather(categories, class_id), 'embedding': embedding}
+  def __init__(self, patience: int = 0, monitor: str = 'val_loss'):
+    super().__init__()
+    self.patience, self.monitor = patience, monitor
+    self.best_epoch, self.best_value, self._best_weights = -1, math.inf, None
+    self.stopped_epoch = None
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def serve_examples(examples):
-    outputs = predict(tf.io.parse_example(examples, image_spec)[features.IMAGE_KEY])
-    return {key: outputs[key] for key in ('probabilities', 'class_id', 'category')}
+  def on_epoch_end(self, epoch, logs=None):
+    value = logs[self.monitor]
+    if value < self.best_value:
+      self.best_epoch, self.best_value = epoch, value
+      self._best_weights = self.model.get_weights()
+    elif self.patience and epoch - self.best_epoch >= self.patience:
+      self.stopped_epoch = epoch
+      self.model.stop_training = True
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def embed(examples):
-    return predict(tf.io.parse_example(examples, image_spec)[features.IMAGE_KEY])
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='image_png')])
-  def serve_png(image_png):
-    return predict(image_png)
-
-  return {'serving_default': serve_examples, 'embed': embed, 'serving_png': serve_png}
+  def on_train_end(self, logs=None):
+    if self._best_weights is not None:
+      self.model.set_weights(self._best_weights)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def strategy_for_environment() -> tf.distribute.Strategy:
+  """MultiWorkerMirrored when TF_CONFIG names a cluster of several tasks, Mirrored over
+  several visible GPUs, else the default (one device)."""
+  cluster = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
+  if sum(len(tasks) for tasks in cluster.values()) > 1:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if len(tf.config.list_physical_devices('GPU')) > 1:
+    return tf.distribute.MirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  return resolver.task_type == 'worker' and resolver.task_id == 0 and (
+      'chief' not in resolver.cluster_spec().as_dict())
+
+
+def warm_start(model: keras.Model, base_model_dir: str, categories: List[str]) -> int:
+  """Copies the base model's variables into `model` by name; returns how many were copied.
+
+  The classifier (fc_2) is copied only when the base model knows the same categories in
+  the same order; other variables must match in shape, else the warm start is refused.
+  """
+  base = tf.saved_model.load(base_model_dir)
+  values = {variable.name: variable for variable in base.variables}
+  with tf.io.gfile.GFile(os.path.join(base_model_dir, 'assets.extra', 'categories.txt')) as f:
+    same_classes = [line.strip() for line in f if line.strip()] == categories
+  copied = 0
+  for variable in model.variables:
+    if variable.name.startswith('fc_2/') and not same_classes:
+      continue
+    source = values.get(variable.name)
+    if source is None or source.shape != variable.shape:
+      raise ValueError(
+          f'{base_model_dir}: base model has no variable {variable.name} of shape '
+          f'{variable.shape}; it is not a model of this architecture. Set warm_start=False '
+          'in the TrainingConfig or remove the mismatched model.')
+    variable.assign(source)
+    copied += 1
+  logging.info('Warm start from %s: %d variables copied%s', base_model_dir, copied,
+               '' if same_classes else ' (fc_2 skipped: the categories differ)')
+  return copied
+
+
+def train(fn_args: tfx.components.FnArgs,
+          strategy: Optional[tf.distribute.Strategy] = None) -> keras.Model:
+  """Fits, re-estimates BatchNorm, writes history.json and the SavedModel; returns the model."""
+  strategy = strategy or strategy_for_environment()
   config: Dict[str, Any] = fn_args.custom_config
   name = config['model_name']
   seed = int(config.get('seed', 0))
   keras.utils.set_random_seed(seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  num_classes = tf_transform_output.vocabulary_size_by_name(features.CATEGORY_VOCABULARY)
+  categories = [c.decode('utf-8') for c in
+                tf_transform_output.vocabulary_by_name(features.CATEGORY_VOCABULARY)]
+  num_classes = len(categories)
   batch_size = int(config['batch_size'])
   epochs = int(config['epochs'])
+  validation_percent = int(config.get('validation_percent', 0))
+  augmentation = augmentation_lib.Augmentation(
+      shift=float(config.get('augment_shift', 0.08)),
+      scale=float(config.get('augment_scale', 0.1)),
+      rotation_degrees=float(config.get('augment_rotation_degrees', 10.0)),
+      stroke_jitter=float(config.get('augment_stroke_jitter', 0.0))
+  ) if config.get('augment') else None
 
-  train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                   batch_size, shuffle=True, seed=seed)
-  model = architectures.build(name, num_classes, image_size=int(config['image_size']),
-                              batchnorm_momentum=float(config['batchnorm_momentum']))
-  model.compile(
-      optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
-      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-      metrics=['accuracy'])
-  logging.info('Training %s: %d classes, %d epochs, batch %d', name, num_classes, epochs,
-               batch_size)
+  def data(part, shuffle=True, data_seed=seed, augment=None):
+    return _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
+                    shuffle=shuffle, seed=data_seed, part=part,
+                    validation_percent=validation_percent, augmentation=augment)
+
+  num_train, num_validation = _count_examples(fn_args.train_files, fn_args.data_accessor,
+                                              tf_transform_output, validation_percent)
+  steps_per_epoch = math.ceil(num_train / batch_size)
+  train_data = data('train', augment=augmentation)
+  validation_data = data('validation', shuffle=False) if num_validation else None
+
+  with strategy.scope():
+    # float16 compute with float32 variables; the loss and the signatures cast to float32.
+    policy = keras.mixed_precision.global_policy()
+    if config.get('mixed_precision'):
+      keras.mixed_precision.set_global_policy('mixed_float16')
+    try:
+      model = architectures.build(name, num_classes, image_size=int(config['image_size']),
+                                  batchnorm_momentum=float(config['batchnorm_momentum']))
+    finally:
+      keras.mixed_precision.set_global_policy(policy)
+    if fn_args.base_model and config.get('warm_start'):
+      warm_start(model, fn_args.base_model, categories)
+    rate = schedules.learning_rate(
+        config.get('lr_schedule', 'constant'), float(config['learning_rate']),
+        total_steps=steps_per_epoch * epochs,
+        warmup_steps=int(float(config.get('warmup_epochs', 0.0)) * steps_per_epoch))
+    model.compile(
+        optimizer=schedules.optimizer(config.get('optimizer', 'adam'), rate,
+                                      float(config.get('weight_decay', 0.0))),
+        loss=SmoothedCrossEntropy(num_classes, float(config.get('label_smoothing', 0.0))),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy')],
+        jit_compile=bool(config.get('xla')))
+  logging.info('Training %s: %d classes, %d training + %d validation drawings, %d epochs, '
+               'batch %d, %s, %d replica(s)', name, num_classes, num_train, num_validation,
+               epochs, batch_size, 'augmented' if augmentation else 'not augmented',
+               strategy.num_replicas_in_sync)
+
+  chief = _is_chief(strategy)
+  # Non-chief workers of a cluster write their (identical) copies to a scratch folder.
+  scratch = None if chief else tempfile.mkdtemp(prefix='worker_')
+  run_dir = fn_args.model_run_dir if chief else scratch
   throughput = _ThroughputLogger(name, epochs, batch_size)
-  history = model.fit(train, epochs=epochs, verbose=0, callbacks=[
-      throughput,
-      keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch',
-                                  profile_batch=0)])
+  callbacks = [throughput, keras.callbacks.TensorBoard(log_dir=run_dir, update_freq='epoch',
+                                                       profile_batch=0)]
+  best = BestEpoch(int(config.get('early_stopping_patience', 0))) if validation_data else None
+  if best:
+    callbacks.append(best)
+  history = model.fit(train_data, epochs=epochs, verbose=0, validation_data=validation_data,
+                      callbacks=callbacks)
 
   recalibration = int(config['batchnorm_recalibration_batches'])
-  # Its own shuffle (seed + 1): batches for re-estimating BatchNorm and for the check below.
-  recalibration_data = _dataset(fn_args.train_files, fn_args.data_accessor,
-                                tf_transform_output, batch_size, shuffle=True, seed=seed + 1)
+  # Its own shuffle (seed + 1) of the training part, unaugmented: batches for re-estimating
+  # BatchNorm and for the check below.
+  recalibration_data = data('train', data_seed=seed + 1)
   used = recalibrate_batchnorm(model, recalibration_data, recalibration) if recalibration else 0
   # The BatchNorm trap shows as a gap between these two numbers (training vs. inference mode).
   inference_accuracy, checked = _inference_accuracy(model, recalibration_data, _CHECK_BATCHES)
   logging.info('%s: last-epoch training accuracy %.4f; after re-estimating BatchNorm statistics '
                'on %d batches, inference-mode accuracy on %d training images %.4f', name,
-               history.history['accuracy'][-1], used, checked, inference_accuracy)
+               (history.history.get('accuracy') or [math.nan])[-1], used, checked,
+               inference_accuracy)
 
   summary = {
       'model_name': name, 'num_classes': num_classes, 'epochs': epochs,
       'batch_size': batch_size, 'history': history.history,
       'images_per_second': throughput.images_per_second,
+      'training_examples': num_train, 'validation_examples': num_validation,
+      'best_epoch': best.best_epoch + 1 if best else None,
+      'stopped_epoch': best.stopped_epoch + 1 if best and best.stopped_epoch is not None
+                       else None,
+      'warm_started_from': fn_args.base_model if config.get('warm_start') else None,
+      'replicas': strategy.num_replicas_in_sync,
       'batchnorm_recalibration_batches': used,
       'inference_mode_train_accuracy': inference_accuracy,
       'inference_mode_checked_images': checked,
   }
-  tf.io.gfile.makedirs(fn_args.model_run_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w') as f:
-    json.dump(summary, f, indent=2)
+  serving_dir = fn_args.serving_model_dir if chief else os.path.join(scratch, 'model')
+  tf.io.gfile.makedirs(run_dir)
+  with tf.io.gfile.GFile(os.path.join(run_dir, HISTORY_FILE), 'w') as f:
+    json.dump(summary, f, indent=2, default=float)
 
-  model.save(fn_args.serving_model_dir, save_format='tf',
-             signatures=_export_signatures(model, tf_transform_output))
+  model.save(serving_dir, save_format='tf',
+             signatures=signatures.export_signatures(model, tf_transform_output))
   # TF Serving's place for extra files: the class names in label-id order, for consumers.
-  extra = os.path.join(fn_args.serving_model_dir, 'assets.extra')
+  extra = os.path.join(serving_dir, 'assets.extra')
   tf.io.gfile.makedirs(extra)
   with tf.io.gfile.GFile(os.path.join(extra, 'categories.txt'), 'w') as f:
-    for category in tf_transform_output.vocabulary_by_name(features.CATEGORY_VOCABULARY):
-      f.write(category.decode('utf-8') + '\n')
+    for category in categories:
+      f.write(category + '\n')
+  if scratch:
+    shutil.rmtree(scratch, ignore_errors=True)
+  return model
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  # The strategy first: MultiWorkerMirroredStrategy must exist before other TensorFlow work.
+  strategy = strategy_for_environment()
+  train(fn_args, strategy)

@@ -23,6 +23,32 @@ class TrainingConfig:
   # the Trainer also re-estimates the statistics over training data after fitting.
   batchnorm_momentum: float = 0.9
   batchnorm_recalibration_batches: int = 20
+  # Optimiser 'adam', 'adamw' or 'sgd' (Nesterov 0.9); lr_schedule 'constant', 'cosine'
+  # (linear warm-up, then cosine) or 'one_cycle' (models/schedules.py).
+  optimizer: str = 'adam'
+  lr_schedule: str = 'constant'
+  warmup_epochs: float = 0.0
+  # Decoupled weight decay on kernels (not BatchNorm or biases); 0 = none.
+  weight_decay: float = 0.0
+  label_smoothing: float = 0.0
+  # Random affine augmentation inside tf.data (models/augmentation.py): largest shift (fraction
+  # of the side), scale change (fraction) and rotation (degrees); stroke_jitter is the share of
+  # images whose strokes are thickened. Off by default: benchmarks/README.md, "## Training".
+  augment: bool = False
+  augment_shift: float = 0.08
+  augment_scale: float = 0.1
+  augment_rotation_degrees: float = 10.0
+  augment_stroke_jitter: float = 0.0
+  # Percent of the training drawings (by a hash of drawing_id, never the test split) held out
+  # for validation; with it, the best epoch's weights by validation loss are kept, and
+  # early_stopping_patience > 0 stops after that many epochs without improvement.
+  validation_percent: int = 0
+  early_stopping_patience: int = 0
+  # Continue from the latest model this Trainer produced (TFX base_model through a resolver).
+  warm_start: bool = False
+  # For GPU workers; on this 2-core CPU neither helped (benchmarks/README.md, "## Training").
+  mixed_precision: bool = False
+  xla: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.embedding_evaluator import EmbeddingEvaluator
+from components.latest_model import latest_model_resolver
 from components.model_comparison import ModelComparison
 from components.quickdraw_example_gen import QuickDrawExampleGen
 from components.registry_pusher import RegistryPusher
@@ -57,6 +58,11 @@ def create_pipeline(config: PipelineConfig,
   evaluators = []
   for model_name in config.models:
     training = config.training[model_name]
+    # Warm start: the newest model of this Trainer from earlier runs becomes its base_model.
+    latest_model = (latest_model_resolver(f'Trainer.{model_name}') if training.warm_start
+                    else None)
+    if latest_model:
+      components.append(latest_model)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs['examples'],
@@ -67,6 +73,7 @@ def create_pipeline(config: PipelineConfig,
         eval_args=tfx.proto.EvalArgs(splits=['test']),
         custom_config=dict(dataclasses.asdict(training), model_name=model_name,
                            seed=config.seed, image_size=config.image_size),
+        base_model=latest_model.outputs['model'] if latest_model else None,
     ).with_id(f'Trainer.{model_name}')
     evaluator = EmbeddingEvaluator(
         examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
