@@ -25,6 +25,7 @@ from components import classification_metrics
 from components import quickdraw_data
 from components import retrieval
 from models import preprocessing
+from pipeline import progress
 
 METRICS_FILE = 'metrics.json'
 EMBEDDINGS_FILE = 'test_embeddings.npz'
@@ -69,24 +70,23 @@ def _run_split(embed, examples: types.Artifact, split: str, batch_size: int,
   parts = {'embedding': [], 'predicted': [], 'probabilities': [], 'category': [], 'id': []}
   if pixels_size:
     parts['pixels'] = []
-  start = last_log = time.time()
+  start = time.time()
   count = 0
-  for serialized in _batches(examples, split, batch_size, limit):
-    outputs = embed(examples=serialized)
-    parsed = tf.io.parse_example(serialized, parse_spec)
-    parts['embedding'].append(outputs['embedding'].numpy())
-    parts['probabilities'].append(outputs['probabilities'].numpy())
-    parts['predicted'].append(outputs['category'].numpy())
-    parts['category'].append(parsed[quickdraw_data.CATEGORY_KEY].numpy())
-    parts['id'].append(parsed[quickdraw_data.ID_KEY].numpy())
-    if pixels_size:
-      images = preprocessing.decode_and_resize(parsed[quickdraw_data.IMAGE_KEY], pixels_size)
-      parts['pixels'].append(images.numpy().reshape(len(serialized), -1))
-    count += len(serialized)
-    if time.time() - last_log >= PROGRESS_SECONDS:
-      last_log = time.time()
-      logging.info('EmbeddingEvaluator: %s split, %d drawings, %.1f/s', split, count,
-                   count / (last_log - start))
+  with progress.Progress(limit or None, f'EmbeddingEvaluator: embedding the {split} split',
+                         'drawings', log_every=PROGRESS_SECONDS) as shown:
+    for serialized in _batches(examples, split, batch_size, limit):
+      outputs = embed(examples=serialized)
+      parsed = tf.io.parse_example(serialized, parse_spec)
+      parts['embedding'].append(outputs['embedding'].numpy())
+      parts['probabilities'].append(outputs['probabilities'].numpy())
+      parts['predicted'].append(outputs['category'].numpy())
+      parts['category'].append(parsed[quickdraw_data.CATEGORY_KEY].numpy())
+      parts['id'].append(parsed[quickdraw_data.ID_KEY].numpy())
+      if pixels_size:
+        images = preprocessing.decode_and_resize(parsed[quickdraw_data.IMAGE_KEY], pixels_size)
+        parts['pixels'].append(images.numpy().reshape(len(serialized), -1))
+      count += len(serialized)
+      shown.update(len(serialized))
   if not count:
     raise ValueError(f'{split} split of {examples.uri}: no examples to evaluate')
   logging.info('EmbeddingEvaluator: %s split done, %d drawings in %.1f s', split, count,

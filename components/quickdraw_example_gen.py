@@ -33,6 +33,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from components import quickdraw_data
+from pipeline import progress
 
 SPLITS = ('train', 'test')
 MANIFEST_FILE = 'manifest.json'
@@ -87,13 +88,16 @@ class _SampleCategory(beam.DoFn):
     for reason, where in row['first_skipped'].items():
       logging.warning('QuickDrawExampleGen: skipped %d line(s) of %r as %s, the first: %s',
                       row['skipped'][reason], category, reason, where)
-    for split, items in (('train', sample.train), ('test', sample.test)):
-      for drawing_id, item in items:
-        png = quickdraw_data.render_item(item, c['render_size'], c['stroke_width'])
-        example = quickdraw_data.to_example(drawing_id, category, png)
-        # Deterministic: the feature map is written in a fixed order, so the same seed and
-        # source give byte-identical records.
-        yield split, example.SerializeToString(deterministic=True)
+    with progress.Progress(len(sample.train) + len(sample.test),
+                           f'QuickDrawExampleGen: rendering {category!r}', 'drawings') as shown:
+      for split, items in (('train', sample.train), ('test', sample.test)):
+        for drawing_id, item in items:
+          png = quickdraw_data.render_item(item, c['render_size'], c['stroke_width'])
+          example = quickdraw_data.to_example(drawing_id, category, png)
+          shown.update()
+          # Deterministic: the feature map is written in a fixed order, so the same seed and
+          # source give byte-identical records.
+          yield split, example.SerializeToString(deterministic=True)
     yield beam.pvalue.TaggedOutput(self.MANIFEST, row)
 
 

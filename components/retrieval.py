@@ -17,7 +17,6 @@ counted against them (O(N log R)) instead of sorting all N (O(N log N)).
 """
 import dataclasses
 import hashlib
-import time
 from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from absl import logging
@@ -276,17 +275,19 @@ def summarize(result: RetrievalResult, labels: np.ndarray,
 
 
 class ProgressLogger:
-  """`progress` callback for evaluate(): a log line at most every `interval` seconds."""
+  """`progress` callback for evaluate(): queries done, as a bar or log lines (pipeline.progress)."""
 
   def __init__(self, what: str, interval: float = 10.0):
     self._what, self._interval = what, interval
-    self._start = self._last = time.time()
+    self._shown = None
 
   def __call__(self, done: int, total: int) -> None:
-    now = time.time()
-    if now - self._last >= self._interval or done == total:
-      self._last = now
-      logging.info('%s: %d/%d queries, %.1f s', self._what, done, total, now - self._start)
+    from pipeline import progress  # pylint: disable=g-import-not-at-top
+    if self._shown is None:
+      self._shown = progress.Progress(total, self._what, 'queries', log_every=self._interval)
+    self._shown.update(done - self._shown.count)
+    if done == total:
+      self._shown.close()
 
 
 def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from models import augmentation as augmentation_lib
 from models import features
 from models import schedules
 from models import signatures
+from pipeline import progress
 
 _SHUFFLE_BUFFER = 10_000
 HISTORY_FILE = 'history.json'
@@ -156,11 +157,17 @@ class _ThroughputLogger(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     self._start, self._images = time.time(), 0
+    steps = (self.params or {}).get('steps')  # None while tf.data's length is unknown.
+    self._progress = progress.Progress(
+        steps * self._batch_size if steps else None,
+        f'{self._model_name} epoch {epoch + 1}/{self._epochs}', 'images')
 
   def on_train_batch_end(self, batch, logs=None):
     self._images += self._batch_size  # The last, partial batch is counted whole.
+    self._progress.update(self._batch_size, postfix=f'loss {(logs or {}).get("loss", 0):.4f}')
 
   def on_epoch_end(self, epoch, logs=None):
+    self._progress.close()
     rate = self._images / max(time.time() - self._start, 1e-9)
     self.images_per_second.append(rate)
     validation = (f', validation loss {logs["val_loss"]:.4f} accuracy {logs["val_accuracy"]:.4f}'

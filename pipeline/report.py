@@ -55,6 +55,7 @@ class RunResults:
   sampling: Dict[str, Any]
   manifest: Dict[str, Any]
   models: List[ModelResults]
+  comparison: Dict[str, Any]  # ModelComparison's comparison.json ({} when absent)
   comparison_md: str
   test_drawings: Dict[str, Tuple[str, bytes]]  # drawing id -> (category, PNG)
   image_size: int
@@ -85,14 +86,16 @@ def collect(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None
     models.append(_model_results(nodes, node_id.split('.', 1)[1]))
   if not models:
     raise LookupError(f'run {run_id}: no EmbeddingEvaluator output (did the run fail early?)')
-  comparison = nodes.get('ModelComparison')
-  comparison_md = ''
-  if comparison and comparison.outputs.get('comparison'):
-    comparison_md = _read_text(os.path.join(comparison.outputs['comparison'][0].uri,
-                                            'comparison.md'))
+  comparison_node = nodes.get('ModelComparison')
+  comparison, comparison_md = {}, ''
+  if comparison_node and comparison_node.outputs.get('comparison'):
+    from components import model_comparison  # pylint: disable=g-import-not-at-top
+    uri = comparison_node.outputs['comparison'][0].uri
+    comparison = model_comparison.read_comparison(uri)
+    comparison_md = _read_text(os.path.join(uri, model_comparison.COMPARISON_MARKDOWN))
   image_size = int(models[0].training.get('image_size', 128))
-  return RunResults(pipeline_name, run_id, metadata_path, nodes, sampling, manifest, models, comparison_md,
-                    _test_drawings(examples.uri), image_size)
+  return RunResults(pipeline_name, run_id, metadata_path, nodes, sampling, manifest, models,
+                    comparison, comparison_md, _test_drawings(examples.uri), image_size)
 
 
 def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults:
@@ -492,6 +495,12 @@ def _discussion(run: RunResults) -> List[str]:
     if better:
       points.append(f'{better[0].name} is ahead of {better[1].name} on {label}: '
                     f'{_metric_text(better[0], key)} against {_metric_text(better[1], key)}.')
+  wins = run.comparison.get('wins') or {}
+  if wins and run.comparison.get('models'):
+    first, second = run.comparison['models'][:2]
+    points.append(f'Over all {sum(wins.values())} compared metrics (ModelComparison, floors '
+                  f'excluded), {first} is better on {wins.get(first, 0)}, {second} on '
+                  f'{wins.get(second, 0)}, and {wins.get("tie", 0)} are tied.')
   for m in run.models:
     train, test = m.metrics.get('train_accuracy'), m.metrics.get('test_accuracy')
     if train is not None and test is not None:

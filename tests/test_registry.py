@@ -155,12 +155,12 @@ def test_pushed_version_is_listed_resolved_and_loaded(pushed):
   assert artifact.custom_properties['pushed_version'].string_value == str(version.version)
   # The artifact keeps the card of what it pushed.
   assert registry.read_card(artifact.uri) == version.card
-  assert registry.list_models(config.registry_dir) == ['sknet']
+  assert registry.list_models(config.registry_dir) == sorted(config.models)
   assert [v.version for v in registry.list_versions(config.registry_dir, 'sknet')] == [
       version.version]
   assert not [n for n in os.listdir(os.path.dirname(version.path))
               if n.startswith(registry.TEMP_PREFIX)]
-  rows = registry.summary_rows(config.registry_dir)
+  rows = [r for r in registry.summary_rows(config.registry_dir) if r['model'] == 'sknet']
   assert rows == [dict(model='sknet', version=version.version, pushed_at=version.card['pushed_at'],
                        gallery=config.num_categories * config.test_per_category,
                        **version.card['metrics'])]

@@ -118,7 +118,7 @@ def _model(name, test_accuracy, map_, train_accuracy=0.9, map_cosine=None, matri
 def _run(*models):
   return report.RunResults('p', 'r1', 'm.sqlite', {}, {'num_categories': 3,
                            'train_per_category': 100, 'test_per_category': 10, 'seed': 1},
-                           {}, list(models), '', {}, 128)
+                           {}, list(models), {}, '', {}, 128)
 
 
 def test_discussion_states_only_what_was_measured():
