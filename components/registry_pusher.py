@@ -109,6 +109,19 @@ def _split_records(examples: types.Artifact, split: str) -> Dict[str, list]:
   return parts
 
 
+def describe_signatures(saved_model_dir: str) -> Dict[str, Any]:
+  """Each serving signature's inputs and outputs, read from the SavedModel itself."""
+  loaded = tf.saved_model.load(saved_model_dir)
+  described = {}
+  for name, function in sorted(loaded.signatures.items()):
+    inputs = function.structured_input_signature[1]
+    described[name] = {
+        'inputs': {key: f'{spec.dtype.name} {spec.shape}' for key, spec in sorted(inputs.items())},
+        'outputs': sorted(function.structured_outputs),
+    }
+  return described
+
+
 def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.Artifact],
                   model_path: str, batch_size: int = 64) -> registry.Gallery:
   """The gallery of `splits`: the test split's embeddings come from the Evaluator's artifact
@@ -257,13 +270,7 @@ class Executor(pusher_executor.Executor):
             'embedding_dim': int(gallery.embedding.shape[1]) if gallery is not None else None,
             'distance': 'euclidean (L2) on fc_1',
         },
-        'signatures': {
-            'serving_default': 'serialized tf.Example with image_png -> probabilities, class_id, '
-                               'category',
-            'embed': 'serialized tf.Example -> embedding (fc_1, 1024-d), probabilities, '
-                     'class_id, category',
-            'serving_png': 'PNG bytes (any size, grayscale or RGB) -> same as embed',
-        },
+        'signatures': describe_signatures(folder),
         'lineage': {
             'pipeline_name': self._context.pipeline_info.id if self._context and
                              self._context.pipeline_info else None,

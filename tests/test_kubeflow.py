@@ -78,7 +78,8 @@ def test_spec_holds_every_component_of_create_pipeline_and_the_image(compiled, n
   spec = _spec(path)
   expected = {c.id for c in create_pipeline(config, metadata_connection_config=object(),
                                             schema_file='gs://x/schema.pbtxt').components}
-  assert set(spec.root.dag.tasks) == expected and len(expected) == 11
+  # 5 shared components, Trainer + Evaluator + Pusher per model, ModelComparison.
+  assert set(spec.root.dag.tasks) == expected and len(expected) == 12
   assert spec.pipeline_info.name == config.pipeline_name
   for task in expected:
     assert _executor(spec, task).image == IMAGE, task

@@ -185,6 +185,13 @@ def test_model_card_holds_metrics_data_training_and_lineage(pushed, smoke_regist
       _artifact(standard_artifacts.Examples, examples))
   assert card['data']['seed'] == config.seed and card['data']['source'] == config.source
   assert card['training'] == dataclasses.asdict(config.training['sknet'])
+  # The signatures as the SavedModel declares them.
+  signatures = card['signatures']
+  assert set(signatures) >= {'serving_default', 'embed', 'serving_png'}
+  assert list(signatures['serving_png']['inputs']) == ['image_png']
+  assert {'embedding', 'top5_categories', 'probabilities'} <= set(
+      signatures['serving_png']['outputs'])
+  assert 'embedding' not in signatures['serving_default']['outputs']
   lineage = card['lineage']
   assert lineage['pipeline_name'] == config.pipeline_name
   assert lineage['pipeline_run_id'] == smoke_registry[1]
