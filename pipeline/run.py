@@ -69,11 +69,25 @@ class ProgressFilter(logging.Filter):
   """Lets through what shows progress: component start and end, this project's own
   messages (sampling, epochs, evaluation), and errors. The rest goes to the log file only."""
 
-  _COMPONENT = re.compile(r'^Component \S+ is (running|finished)\.$')
+  _COMPONENT = re.compile(r'^Component (\S+) is (running|finished)\.$')
+
+  def __init__(self):
+    super().__init__()
+    self._started = {}  # Component id -> when its "is running" line passed.
 
   def filter(self, record: logging.LogRecord) -> bool:
+    component = self._COMPONENT.match(record.getMessage())
+    if component:
+      self._add_elapsed(record, *component.groups())
     return (record.levelno >= logging.ERROR or record.pathname.startswith(_PROJECT_PACKAGES)
-            or bool(self._COMPONENT.match(record.getMessage())))
+            or bool(component))
+
+  def _add_elapsed(self, record: logging.LogRecord, node_id: str, state: str) -> None:
+    if state == 'running':
+      self._started[node_id] = record.created
+    elif node_id in self._started:
+      record.msg = f'{record.getMessage()} ({record.created - self._started.pop(node_id):.0f} s)'
+      record.args = None
 
 
 def _log_to_file(path: str, verbose: bool, quiet: bool = False) -> None:

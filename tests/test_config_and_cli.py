@@ -73,6 +73,16 @@ def test_console_shows_progress_and_errors_but_not_library_chatter():
   assert not progress.filter(_record('Component X is running. (and more)', library_file))
 
 
+def test_component_end_lines_carry_the_elapsed_time():
+  progress = run_lib.ProgressFilter()
+  library_file = os.path.join(ROOT, '.venv', 'lib', 'python3.10', 'site-packages', 'tfx', 'x.py')
+  start = _record('Component Trainer.sknet is running.', library_file)
+  end = _record('Component Trainer.sknet is finished.', library_file)
+  end.created = start.created + 42.4
+  assert progress.filter(start) and progress.filter(end)
+  assert end.getMessage() == 'Component Trainer.sknet is finished. (42 s)'
+
+
 def test_entry_point_subcommands_and_exit_codes(tmp_path, capsys):
   from pipeline import cli
   with pytest.raises(SystemExit) as help_exit:
