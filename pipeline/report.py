@@ -570,6 +570,22 @@ def _conclusions(run: RunResults) -> List[str]:
   return points
 
 
+def _comparison_headline(run: RunResults) -> str:
+  """The comparison's summary and headline table, its headings moved below this section's; the
+  table of every metric stays in the artifact (named here)."""
+  text = run.comparison_md.split('\n## Every metric')[0]
+  kept = [line for line in text.strip().splitlines() if not line.startswith('#')]
+  uri = run.nodes['ModelComparison'].outputs['comparison'][0].uri
+  return '\n'.join(kept + ['', f'Every metric, side by side: `{uri}/comparison.md`.'])
+
+
+def _training_table(run: RunResults) -> str:
+  """Each model's training settings (the Trainer's custom_config), one column per model."""
+  keys = sorted({k for m in run.models for k in m.training} - {'model_name', 'seed'})
+  rows = [[k.replace('_', ' ')] + [m.training.get(k, '') for m in run.models] for k in keys]
+  return _table(['training setting'] + [m.name for m in run.models], rows)
+
+
 def render_markdown(run: RunResults, figures: Dict[str, str]) -> str:
   """The report; `figures` maps a figure's name to its path relative to the report."""
   s = run.sampling
@@ -594,12 +610,7 @@ def render_markdown(run: RunResults, figures: Dict[str, str]) -> str:
          f'- Source: `{s.get("source", "?")}`; seed {s.get("seed", "?")}; '
          f'{s.get("num_categories", "?")} categories x ({s.get("train_per_category", "?")} train + '
          f'{s.get("test_per_category", "?")} test) drawings.']
-  for m in run.models:
-    t = m.training
-    described = ', '.join(f'{k.replace("_", " ")} {v}' for k, v in sorted(t.items())
-                          if k not in ('model_name', 'seed'))
-    out.append(f'- {m.name}: {described}.')
-  out.append('')
+  out += ['', _training_table(run), '']
   if 'samples' in figures:
     out += [f'![Sample drawings]({figures["samples"]})', '']
   manifest = _manifest_table(run.manifest)
@@ -629,9 +640,7 @@ def render_markdown(run: RunResults, figures: Dict[str, str]) -> str:
     if f'retrieval_{m.name}' in figures:
       out += [f'![Retrieval examples, {m.name}]({figures[f"retrieval_{m.name}"]})', '']
   if run.comparison_md:
-    out += ['### skNet against skResNet on every metric', '',
-            '<details><summary>The ModelComparison table</summary>', '',
-            run.comparison_md.strip(), '', '</details>', '']
+    out += ['### The two models side by side (ModelComparison)', '', _comparison_headline(run), '']
   out += ['### Discussion', ''] + [f'- {p}' for p in _discussion(run)] + ['']
   out += ['## Conclusions', ''] + [f'- {p}' for p in _conclusions(run)] + ['']
   return '\n'.join(out)
