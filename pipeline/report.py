@@ -604,9 +604,10 @@ def render_markdown(run: RunResults, figures: Dict[str, str]) -> str:
          '## Development', '',
          'A TFX pipeline (local Beam runner, SQLite ML Metadata) did the work: QuickDrawExampleGen '
          'sampled and rendered the drawings, StatisticsGen and ExampleValidator checked them '
-         'against the curated schema, Transform resized them, one Trainer per model fitted it, '
-         'an EmbeddingEvaluator per model measured it and decided the blessing, and the Pusher '
-         'exported blessed models to the registry.', '',
+         'against the curated schema and Transform resized them; then each model had its own '
+         'Trainer, which fitted it, its own EmbeddingEvaluator, which measured it and decided '
+         'its blessing, and its own Pusher, which exported it to the registry when blessed; '
+         'ModelComparison set the two models\' metrics side by side.', '',
          f'- Source: `{s.get("source", "?")}`; seed {s.get("seed", "?")}; '
          f'{s.get("num_categories", "?")} categories x ({s.get("train_per_category", "?")} train + '
          f'{s.get("test_per_category", "?")} test) drawings.']
