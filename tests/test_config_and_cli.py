@@ -15,6 +15,9 @@ def test_full_profile_is_the_specification():
   assert (full.num_categories, full.train_per_category, full.test_per_category) == (100, 1000, 50)
   assert full.image_size == 128
   assert set(full.training) == set(config_lib.MODEL_NAMES)
+  # Locally, its Beam stages use both cores (benchmarks/README.md, the specification sample).
+  assert set(full.beam_pipeline_args) == {'--direct_running_mode=multi_processing',
+                                          '--direct_num_workers=2'}
 
 
 def test_profiles_have_distinct_metadata_and_ordered_sizes():
