@@ -105,7 +105,7 @@ def throughput(args):
   baseline = statistics.median(times['plain loop'])
   print(f'\n{len(categories)} categories x {per_category} drawings from {SHARED}, '
         f'median of {args.repeats}:')
-  print(f'| mode | median s | all runs s | drawings read/s | examples written/s | vs plain loop |')
+  print('| mode | median s | all runs s | drawings read/s | examples written/s | vs plain loop |')
   print('| --- | --- | --- | --- | --- | --- |')
   for name, values in times.items():
     median = statistics.median(values)

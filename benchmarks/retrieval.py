@@ -18,7 +18,6 @@ fc_1 (noise 2.5x the centres' scale: mAP about 0.4, like the trained models).
 """
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess

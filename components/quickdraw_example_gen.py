@@ -229,3 +229,23 @@ def read_manifest(artifact: Any) -> Dict[str, Any]:
                             'output of QuickDrawExampleGen?')
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def read_split(examples: Any, split: str) -> Dict[str, list]:
+  """Every example of one split of an examples artifact (or an ML Metadata artifact proto, or
+  its URI): {'id', 'category', 'png', 'serialized'} as parallel lists, in file order."""
+  uri = examples if isinstance(examples, str) else examples.uri
+  pattern = os.path.join(uri, f'Split-{split}', '*')  # TFX's split layout (artifact_utils).
+  files = sorted(tf.io.gfile.glob(pattern))
+  if not files:
+    raise FileNotFoundError(f'{pattern}: no examples for split {split!r}')
+  spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
+          (quickdraw_data.IMAGE_KEY, quickdraw_data.CATEGORY_KEY, quickdraw_data.ID_KEY)}
+  parts = {'id': [], 'category': [], 'png': [], 'serialized': []}
+  for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(256):
+    parsed = tf.io.parse_example(serialized, spec)
+    parts['serialized'] += list(serialized.numpy())
+    parts['png'] += list(parsed[quickdraw_data.IMAGE_KEY].numpy())
+    parts['id'] += [v.decode('utf-8') for v in parsed[quickdraw_data.ID_KEY].numpy()]
+    parts['category'] += [v.decode('utf-8') for v in parsed[quickdraw_data.CATEGORY_KEY].numpy()]
+  return parts

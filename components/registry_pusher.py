@@ -35,7 +35,6 @@ from tfx.utils import json_utils
 from tfx.utils import proto_utils
 
 from components import embedding_evaluator
-from components import quickdraw_data
 from components import quickdraw_example_gen
 from components.embedding_evaluator import HEADLINE_METRICS
 from serving import registry
@@ -91,24 +90,6 @@ def data_manifest(examples: Optional[types.Artifact]) -> Optional[Dict[str, Any]
     return None
 
 
-def _split_records(examples: types.Artifact, split: str) -> Dict[str, list]:
-  """Every example of a split: {'id', 'category', 'png', 'serialized'} as parallel lists."""
-  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
-    raise FileNotFoundError(f'{pattern}: no examples for gallery split {split!r}')
-  spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
-          (quickdraw_data.IMAGE_KEY, quickdraw_data.CATEGORY_KEY, quickdraw_data.ID_KEY)}
-  parts = {'id': [], 'category': [], 'png': [], 'serialized': []}
-  for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(256):
-    parsed = tf.io.parse_example(serialized, spec)
-    parts['serialized'] += list(serialized.numpy())
-    parts['png'] += list(parsed[quickdraw_data.IMAGE_KEY].numpy())
-    parts['id'] += [v.decode('utf-8') for v in parsed[quickdraw_data.ID_KEY].numpy()]
-    parts['category'] += [v.decode('utf-8') for v in parsed[quickdraw_data.CATEGORY_KEY].numpy()]
-  return parts
-
-
 def describe_signatures(saved_model_dir: str) -> Dict[str, Any]:
   """Each serving signature's inputs and outputs, read from the SavedModel itself."""
   loaded = tf.saved_model.load(saved_model_dir)
@@ -129,7 +110,7 @@ def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.A
   columns = {'embedding': [], 'category': [], 'id': [], 'split': [], 'png': []}
   embed = None
   for split in splits:
-    records = _split_records(examples, split)
+    records = quickdraw_example_gen.read_split(examples, split)
     if split == 'test' and embeddings is not None:
       vectors, categories, ids = embedding_evaluator.load_embeddings(embeddings.uri)
       png_by_id = dict(zip(records['id'], records['png']))

@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
-from absl import logging
 import numpy as np
 
 K_VALUES = (1, 5, 10, 50)

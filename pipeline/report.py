@@ -15,17 +15,19 @@ import argparse
 import base64
 import dataclasses
 import html
-import io
 import json
 import os
 import re
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+
+if TYPE_CHECKING:
+  from pipeline import results  # TFX and ML Metadata: imported at run time only when needed.
 
 REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
@@ -169,17 +171,9 @@ def _read_text(path: str) -> str:
 
 def _test_drawings(examples_uri: str) -> Dict[str, Tuple[str, bytes]]:
   """drawing id -> (category, PNG bytes) of the test split."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
-  files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, 'Split-test', '*')))
-  drawings = {}
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
-    example = tf.train.Example.FromString(record.numpy())
-    feature = example.features.feature
-    drawings[feature[quickdraw_data.ID_KEY].bytes_list.value[0].decode()] = (
-        feature[quickdraw_data.CATEGORY_KEY].bytes_list.value[0].decode(),
-        feature[quickdraw_data.IMAGE_KEY].bytes_list.value[0])
-  return drawings
+  from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
+  split = quickdraw_example_gen.read_split(examples_uri, 'test')
+  return dict(zip(split['id'], zip(split['category'], split['png'])))
 
 
 # ------------------------------------------------------------------------------------------

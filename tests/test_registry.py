@@ -227,7 +227,7 @@ def test_gallery_is_the_evaluators_test_embeddings_with_the_examples_pngs(pushed
       config.num_categories * config.test_per_category)
   examples = _artifact(standard_artifacts.Examples,
                        nodes['QuickDrawExampleGen'].outputs['examples'][0])
-  records = registry_pusher._split_records(examples, 'test')
+  records = quickdraw_example_gen.read_split(examples, 'test')
   png_by_id = dict(zip(records['id'], records['png']))
   assert gallery.png == [png_by_id[i] for i in gallery.id]
 
