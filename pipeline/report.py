@@ -82,7 +82,7 @@ def collect(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None
     raise LookupError(f'run {run_id}: no examples recorded (did the run fail early?)')
   examples = example_gen.outputs['examples'][0]
   manifest = _manifest(examples)
-  sampling = _sampling(example_gen, manifest)
+  sampling = _sampling(manifest)
   models = []
   for node_id in sorted(n for n in nodes if n.startswith('EmbeddingEvaluator.')):
     models.append(_model_results(nodes, node_id.split('.', 1)[1]))
@@ -104,7 +104,7 @@ def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults
   from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
   evaluator = nodes[f'EmbeddingEvaluator.{name}']
   metrics = embedding_evaluator.read_metrics(evaluator.outputs['evaluation'][0].uri)
-  per_query = _per_query(evaluator.outputs['embeddings'][0].uri)
+  per_query = embedding_evaluator.load_per_query(evaluator.outputs['embeddings'][0].uri)
   trainer = nodes.get(f'Trainer.{name}')
   history, training = {}, {}
   if trainer is not None:
@@ -123,30 +123,17 @@ def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults
   return ModelResults(name, metrics, history, training, per_query, pushed_to)
 
 
-def _per_query(uri: str) -> Dict[str, np.ndarray]:
-  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
-  if hasattr(embedding_evaluator, 'load_per_query'):
-    return embedding_evaluator.load_per_query(uri)
-  embedding, category, ids = embedding_evaluator.load_embeddings(uri)
-  return {'embedding': embedding, 'category': category, 'id': ids}
-
-
 def _manifest(examples) -> Dict[str, Any]:
   from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
   try:
     return quickdraw_example_gen.read_manifest(examples)
-  except (OSError, ValueError, KeyError):
+  except FileNotFoundError:  # A run made before the ExampleGen wrote manifests.
     return {}
 
 
-def _sampling(example_gen: results.NodeRun, manifest: Dict[str, Any]) -> Dict[str, Any]:
-  """Source, seed and sizes of the sample: the manifest's header, else the ExampleGen's
-  custom config (a packed protobuf Struct, whose numbers are floats)."""
-  packed = _json_property(example_gen, 'custom_config').get('custom_config', {})
-  sampling = {k: int(v) if isinstance(v, float) and v.is_integer() else v
-              for k, v in packed.get('value', {}).items()}
-  sampling['source'] = example_gen.properties.get('input_base', '')
-  sampling.update({k: v for k, v in manifest.items() if not isinstance(v, (list, dict))})
+def _sampling(manifest: Dict[str, Any]) -> Dict[str, Any]:
+  """Source, seed and sizes of the sample, from the manifest's header."""
+  sampling = {k: v for k, v in manifest.items() if not isinstance(v, (list, dict))}
   if manifest.get('categories'):
     sampling['num_categories'] = len(manifest['categories'])
   return sampling
@@ -277,32 +264,20 @@ def figure_pr_curves(run: RunResults, path: str) -> bool:
   return True
 
 
-def retrieval_examples(model: ModelResults, queries: int = 6, k: int = 10) -> List[Tuple[int, List[int]]]:
-  """Rows (query index, its k nearest other drawings), queries spread over the categories.
-
-  Uses the Evaluator's neighbour lists when it wrote them; else ranks the recorded fc_1
-  embeddings by L2 distance, equal distances by drawing id, as the Evaluator does."""
+def retrieval_examples(model: ModelResults, queries: int = 6,
+                       k: int = 10) -> List[Tuple[int, List[int]]]:
+  """Rows (query index, its k nearest other drawings from the Evaluator's neighbour lists),
+  one query per category: the category's first drawing by id."""
   categories = model.per_query['category']
   ids = model.per_query['id']
-  order = np.argsort(ids, kind='stable')
   chosen, seen = [], set()
-  for index in order:  # The first drawing (by id) of each category, in category order.
+  for index in np.argsort(ids, kind='stable'):
     if categories[index] not in seen:
       seen.add(categories[index])
       chosen.append(int(index))
   chosen = sorted(chosen, key=lambda i: categories[i])[:queries]
-  neighbours = model.per_query.get('neighbors_l2')
-  rows = []
-  for query in chosen:
-    if neighbours is not None:
-      found = [int(j) for j in neighbours[query][:k] if j >= 0]
-    else:
-      embedding = model.per_query['embedding']
-      distance = np.linalg.norm(embedding - embedding[query], axis=1)
-      distance[query] = np.inf
-      found = [int(j) for j in np.lexsort((ids, distance))[:k] if j != query]
-    rows.append((query, found))
-  return rows
+  neighbours = model.per_query['neighbors_l2']
+  return [(query, [int(j) for j in neighbours[query][:k] if j >= 0]) for query in chosen]
 
 
 def figure_retrieval(run: RunResults, model: ModelResults, path: str) -> bool:

@@ -145,11 +145,9 @@ def test_confusion_pairs_are_the_largest_off_diagonal_cells():
   assert report.confusion_pairs(model, 2) == [('c', 'b', 4, 8), ('a', 'b', 3, 8)]
 
 
-def test_retrieval_examples_rank_by_l2_with_ties_by_id():
-  embedding = np.array([[0.0], [1.0], [1.0], [5.0]], np.float32)
+def test_retrieval_examples_take_one_query_per_category_and_its_recorded_neighbours():
   model = report.ModelResults('m', {}, {}, {}, {
-      'embedding': embedding, 'category': np.array(['a', 'a', 'b', 'b']),
-      'id': np.array(['a/1', 'a/9', 'b/2', 'b/3'])}, '')
-  rows = report.retrieval_examples(model, queries=2, k=3)
-  # Query a/1: a/9 and b/2 tie at distance 1; the id decides.
-  assert rows == [(0, [1, 2, 3]), (2, [1, 0, 3])]
+      'category': np.array(['b', 'a', 'a', 'b']), 'id': np.array(['b/3', 'a/9', 'a/1', 'b/2']),
+      'neighbors_l2': np.array([[3, 1, 2], [2, 0, 3], [1, 3, 0], [0, -1, -1]])}, '')
+  # The first drawing by id of each category, categories in order; -1 pads are dropped.
+  assert report.retrieval_examples(model, queries=2, k=2) == [(2, [1, 3]), (3, [0])]
