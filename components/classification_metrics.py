@@ -11,19 +11,31 @@ from sklearn import metrics as sk_metrics
 TOP_K = 5
 
 
+def top_k_hits(true_ids: np.ndarray, probabilities: np.ndarray, k: int) -> np.ndarray:
+  """Per row, whether the true id is among the k most probable; ids < 0 (unknown) miss.
+
+  Equal probabilities are ordered as scikit-learn's top_k_accuracy_score orders them.
+  """
+  true_ids = np.asarray(true_ids)
+  known = true_ids >= 0
+  if k >= probabilities.shape[1]:
+    return known
+  top = np.argsort(probabilities, axis=1, kind='mergesort')[:, ::-1][:, :k]
+  return known & (top == true_ids[:, None]).any(axis=1)
+
+
 def top_k_accuracy(true_ids: np.ndarray, probabilities: np.ndarray, k: int) -> float:
   """Share of rows whose true id is among the k most probable; ids < 0 (unknown) are misses."""
-  known = true_ids >= 0
-  num_classes = probabilities.shape[1]
-  if not known.any():
-    return 0.0
-  if k >= num_classes:
-    hits = int(known.sum())
-  else:
-    hits = int(sk_metrics.top_k_accuracy_score(
-        true_ids[known], probabilities[known], k=k, labels=np.arange(num_classes),
-        normalize=False))
-  return hits / len(true_ids)
+  return float(top_k_hits(true_ids, probabilities, k).mean()) if len(true_ids) else 0.0
+
+
+def correct(true: Sequence[str], predicted: Sequence[str], probabilities: np.ndarray,
+            categories: Sequence[str]) -> Dict[str, np.ndarray]:
+  """Per drawing, 1.0 when right at top-1 and top-5 (the units of the accuracy intervals)."""
+  index = {category: i for i, category in enumerate(categories)}
+  true_ids = np.array([index.get(c, -1) for c in np.asarray(true)], dtype=np.int64)
+  return {'top1': (np.asarray(true) == np.asarray(predicted)).astype(np.float64),
+          'top5': top_k_hits(true_ids, np.asarray(probabilities), TOP_K).astype(np.float64)}
 
 
 def _fraction_or_none(value: float, defined: bool) -> Optional[float]:

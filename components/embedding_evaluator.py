@@ -22,6 +22,7 @@ from tfx.v1.dsl.components import InputArtifact, OutputArtifact, Parameter, comp
 
 from components import blessing as blessing_lib
 from components import classification_metrics
+from components import confidence
 from components import quickdraw_data
 from components import retrieval
 from models import preprocessing
@@ -30,13 +31,17 @@ from pipeline import progress
 METRICS_FILE = 'metrics.json'
 EMBEDDINGS_FILE = 'test_embeddings.npz'
 CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the *_ci95 intervals.
 # Metrics copied onto the evaluation and blessing artifacts, so ML Metadata queries see them.
 HEADLINE_METRICS = ('train_accuracy', 'test_accuracy', 'map')
 # Also copied onto both artifacts (when defined); the model card keeps to HEADLINE_METRICS.
 EXTRA_PROPERTIES = ('train_top5_accuracy', 'test_top5_accuracy', 'map_cosine', 'random_map',
                     'raw_pixels_map')
+# 95% bootstrap intervals [low, high] (or null) of headline metrics (components/confidence.py).
+INTERVALS = ('train_accuracy_ci95', 'test_accuracy_ci95', 'train_top5_accuracy_ci95',
+             'test_top5_accuracy_ci95', 'map_ci95')
 PROGRESS_SECONDS = 15.0
+TRAIN_SAMPLE_BUFFER = 250_000
 
 
 class Embeddings(types.Artifact):
@@ -53,7 +58,10 @@ def _batches(examples: types.Artifact, split: str, batch_size: int,
     raise FileNotFoundError(f'{pattern}: no examples for split {split!r}')
   dataset = tf.data.TFRecordDataset(files, compression_type='GZIP')
   if limit > 0:
-    dataset = dataset.take(limit)
+    # A seeded random sample: the records are grouped by category, so the first `limit`
+    # would cover only some categories. The buffer holds the split's serialized records
+    # (PNG bytes, ~2 KB each).
+    dataset = dataset.shuffle(TRAIN_SAMPLE_BUFFER, seed=0).take(limit)
   return iter(dataset.batch(batch_size))
 
 
@@ -145,6 +153,11 @@ def compute_metrics(model_name: str, train: Dict[str, np.ndarray], test: Dict[st
     per_query['ap_raw_pixels'] = np.full(len(labels), np.nan)
   raw_pixels_map = (_nan_to_none(np.nanmean(per_query['ap_raw_pixels']))
                     if np.isfinite(per_query['ap_raw_pixels']).any() else None)
+  # Per drawing 0/1 (accuracy) and per query AP (mAP): the units the intervals resample.
+  train_correct, test_correct = (
+      classification_metrics.correct(split['category'], split['predicted'],
+                                     split['probabilities'], categories)
+      for split in (train, test))
 
   present, test_counts = np.unique(labels, return_counts=True)
   per_category = dict(zip(present.tolist(), test_counts.tolist()))
@@ -163,6 +176,12 @@ def compute_metrics(model_name: str, train: Dict[str, np.ndarray], test: Dict[st
       'map_cosine': sections['cosine']['map'],
       'random_map': floors['random_map'],
       'raw_pixels_map': raw_pixels_map,
+      'train_accuracy_ci95': confidence.mean_interval(train_correct['top1']),
+      'test_accuracy_ci95': confidence.mean_interval(test_correct['top1']),
+      'train_top5_accuracy_ci95': confidence.mean_interval(train_correct['top5']),
+      'test_top5_accuracy_ci95': confidence.mean_interval(test_correct['top5']),
+      'map_ci95': confidence.mean_interval(per_query['ap_l2']),
+      'ci95_method': confidence.method(),
       'train_examples': int(len(train['category'])),
       'test_examples': int(len(labels)),
       'map_queries': l2['queries'],
@@ -246,7 +265,8 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
   metrics['blessed'] = blessed
   metrics['evaluation_seconds'] = round(time.time() - start, 1)
   logging.info('EmbeddingEvaluator %s: %s', model_name, json.dumps(
-      {key: metrics[key] for key in HEADLINE_METRICS + EXTRA_PROPERTIES + ('blessed',)}))
+      {key: metrics[key] for key in HEADLINE_METRICS + EXTRA_PROPERTIES + INTERVALS +
+       ('blessed',)}))
   for check in metrics['blessing']['checks']:
     logging.info('EmbeddingEvaluator %s: %s %s (%s)', model_name, check['name'],
                  'passed' if check['passed'] else 'FAILED', check['detail'])

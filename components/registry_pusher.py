@@ -37,6 +37,7 @@ from tfx.utils import proto_utils
 from components import embedding_evaluator
 from components import quickdraw_example_gen
 from components.embedding_evaluator import HEADLINE_METRICS
+from models import trainer
 from serving import registry
 
 MODEL_CARD_FILE = registry.MODEL_CARD_FILE
@@ -60,6 +61,14 @@ class RegistryPusherSpec(types.ComponentSpec):
          EVALUATION_KEY: component_spec.ChannelParameter(
              type=standard_artifacts.ModelEvaluation, optional=True)})
   OUTPUTS = dict(standard_component_specs.PusherSpec.OUTPUTS)
+
+
+def _training_run(model_folder: str) -> Optional[Dict]:
+  path = os.path.join(model_folder, 'assets.extra', trainer.TRAINING_RUN_FILE)
+  if not tf.io.gfile.exists(path):  # Models exported before the Trainer wrote it.
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
 
 
 def _single(input_dict: Dict[str, List[types.Artifact]], key: str) -> Optional[types.Artifact]:
@@ -244,6 +253,8 @@ class Executor(pusher_executor.Executor):
         'data': dict(custom_config.get('data') or {}),
         'data_manifest': data_manifest(examples),
         'training': custom_config.get('training'),
+        # What the Trainer did with it: precision used, steps, epochs reached, machine.
+        'training_run': _training_run(folder),
         'gallery': {
             'file': registry.GALLERY_FILE if gallery is not None else None,
             'size': len(gallery) if gallery is not None else 0,

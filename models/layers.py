@@ -21,10 +21,11 @@ def max_pool(x, name: str):
 
 
 def classifier_head(x, num_classes: int):
-  """fc_1 (1024, ReLU): the embedding; fc_2: the logits."""
+  """fc_1 (1024, ReLU): the embedding; fc_2: the logits, computed in float32 under a mixed
+  precision policy (bfloat16 logits lose the small differences between classes)."""
   x = keras.layers.Flatten(name='flatten')(x)
   x = keras.layers.Dense(1024, activation='relu', name='fc_1')(x)
-  return keras.layers.Dense(num_classes, name='fc_2')(x)
+  return keras.layers.Dense(num_classes, name='fc_2', dtype='float32')(x)
 
 
 def image_input(image_size: int, name: str):

@@ -4,6 +4,7 @@ Examples arrive raw (PNG bytes); the transform graph decodes and resizes them on
 in tf.data, and the exported SavedModel applies the same graph to what clients send
 (models/signatures.py). custom_config carries a TrainingConfig (pipeline/config.py).
 """
+import hashlib
 import json
 import math
 import os
@@ -22,14 +23,21 @@ from tfx_bsl.public import tfxio
 from models import architectures
 from models import augmentation as augmentation_lib
 from models import features
+from models import precision
+from models import resume as resume_lib
 from models import schedules
 from models import signatures
 from pipeline import progress
 
 _SHUFFLE_BUFFER = 10_000
 HISTORY_FILE = 'history.json'
-# Training batches on which the Trainer compares inference-mode with training accuracy.
-_CHECK_BATCHES = 10
+# In the SavedModel's assets.extra: how the model was trained (precision, budget, steps).
+TRAINING_RUN_FILE = 'training_run.json'
+TRAINING_RUN_KEYS = ('precision', 'precision_reason', 'machine', 'epochs', 'time_budget_minutes',
+                     'stopped_by_time_budget', 'steps', 'images_seen', 'epochs_reached',
+                     'training_seconds', 'resumed_from_step', 'batch_size', 'replicas')
+# A killed Trainer loses at most this much training (checkpoints also at every epoch end).
+CHECKPOINT_SECONDS = 180.0
 # Hash buckets for carving the validation split out of the training drawings (percent).
 _VALIDATION_BUCKETS = 100
 
@@ -42,11 +50,15 @@ def _in_validation(drawing_id: tf.Tensor, validation_percent: int) -> tf.Tensor:
 def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int, shuffle: bool,
              seed: int, part: str = 'all', validation_percent: int = 0,
-             augmentation: Optional[augmentation_lib.Augmentation] = None) -> tf.data.Dataset:
-  """(image, label) batches, one pass over the files; the transform graph runs in tf.data.
+             augmentation: Optional[augmentation_lib.Augmentation] = None,
+             repeat: bool = False, skip_batches: int = 0) -> tf.data.Dataset:
+  """(image, label) batches, one pass over the files (or endless passes with `repeat`, each
+  reshuffled by the seed); the transform graph runs in tf.data.
 
   `part` is 'all', or 'train' / 'validation' for the two sides of the validation split.
-  Augmentation runs on whole batches after the transform, in parallel with training.
+  `skip_batches` drops the first batches of the stream before they are decoded: a resumed
+  run continues where the interrupted one stopped. Augmentation runs on whole batches after
+  the transform, in parallel with training.
   """
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
@@ -59,6 +71,10 @@ def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     dataset = dataset.unbatch().filter(
         lambda raw: tf.equal(_in_validation(raw[features.ID_KEY], validation_percent),
                              keep_validation)).batch(batch_size)
+  if repeat:
+    dataset = dataset.repeat()
+  if skip_batches:
+    dataset = dataset.skip(skip_batches)
   transform_layer = tf_transform_output.transform_features_layer()
 
   def transform(raw):
@@ -96,34 +112,31 @@ def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, num_batc
 
   After a short fit the exponential moving averages lag the weights (DESIGN.md, "BatchNorm
   trap"); with momentum i/(i+1) on batch i the moving value becomes the plain mean of the
-  per-batch statistics. Runs eagerly so the changed momentum is read on every call.
+  per-batch statistics. The momentum is a variable read inside one compiled step (Keras'
+  BatchNormalization accepts a tensor momentum), so the pass is traced once, not run eagerly.
   Returns the number of batches used.
   """
   layers = [layer for layer in model.layers
             if isinstance(layer, keras.layers.BatchNormalization)]
   momenta = [layer.momentum for layer in layers]
+  momentum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+  @tf.function
+  def step(images):
+    model(images, training=True)
+
   used = 0
   try:
+    for layer in layers:
+      layer.momentum = momentum
     for images, _ in dataset.take(num_batches):
-      for layer in layers:
-        layer.momentum = used / (used + 1)
-      model(images, training=True)
+      momentum.assign(used / (used + 1))
+      step(images)
       used += 1
   finally:
-    for layer, momentum in zip(layers, momenta):
-      layer.momentum = momentum
+    for layer, value in zip(layers, momenta):
+      layer.momentum = value
   return used
-
-
-def _inference_accuracy(model: keras.Model, dataset: tf.data.Dataset,
-                        num_batches: int) -> Tuple[float, int]:
-  """Top-1 accuracy in inference mode over the first `num_batches`, and the images counted."""
-  correct = total = 0
-  for images, labels in dataset.take(num_batches):
-    predicted = tf.argmax(model(images, training=False), axis=-1)
-    correct += int(tf.reduce_sum(tf.cast(predicted == labels, tf.int32)))
-    total += int(labels.shape[0])
-  return correct / max(total, 1), total
 
 
 @keras.saving.register_keras_serializable(package='quickdraw')
@@ -195,7 +208,8 @@ class BestEpoch(keras.callbacks.Callback):
       self.stopped_epoch = epoch
       self.model.stop_training = True
 
-  def on_train_end(self, logs=None):
+  def restore_best(self) -> None:
+    """Called once after the last fit() (a resumed run fits in several calls)."""
     if self._best_weights is not None:
       self.model.set_weights(self._best_weights)
 
@@ -248,9 +262,22 @@ def warm_start(model: keras.Model, base_model_dir: str, categories: List[str]) -
   return copied
 
 
+def resume_dir(fn_args: tfx.components.FnArgs) -> str:
+  """Where this training's checkpoint lives: beside the Trainer's executions, named by
+  everything that determines the run (settings and input artifacts), so a new execution on
+  the same inputs finds the checkpoint of the one that was killed."""
+  key = json.dumps({'config': fn_args.custom_config, 'train_files': fn_args.train_files,
+                    'transform': fn_args.transform_output, 'base_model': fn_args.base_model},
+                   sort_keys=True, default=str)
+  # <pipeline_root>/Trainer.<model>/model_run/<execution id> -> <pipeline_root>/Trainer.<model>
+  trainer_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip('/')))
+  return os.path.join(trainer_dir, 'resume', hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
 def train(fn_args: tfx.components.FnArgs,
           strategy: Optional[tf.distribute.Strategy] = None) -> keras.Model:
-  """Fits, re-estimates BatchNorm, writes history.json and the SavedModel; returns the model."""
+  """Fits (resuming from a checkpoint when one exists), re-estimates BatchNorm, writes
+  history.json and the SavedModel; returns the model."""
   strategy = strategy or strategy_for_environment()
   config: Dict[str, Any] = fn_args.custom_config
   name = config['model_name']
@@ -262,6 +289,8 @@ def train(fn_args: tfx.components.FnArgs,
   num_classes = len(categories)
   batch_size = int(config['batch_size'])
   epochs = int(config['epochs'])
+  image_size = int(config['image_size'])
+  budget_seconds = 60.0 * float(config.get('time_budget_minutes', 0.0))
   validation_percent = int(config.get('validation_percent', 0))
   augmentation = augmentation_lib.Augmentation(
       shift=float(config.get('augment_shift', 0.08)),
@@ -270,27 +299,30 @@ def train(fn_args: tfx.components.FnArgs,
       stroke_jitter=float(config.get('augment_stroke_jitter', 0.0))
   ) if config.get('augment') else None
 
-  def data(part, shuffle=True, data_seed=seed, augment=None):
+  def data(part, shuffle=True, data_seed=seed, augment=None, **stream):
     return _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
                     shuffle=shuffle, seed=data_seed, part=part,
-                    validation_percent=validation_percent, augmentation=augment)
+                    validation_percent=validation_percent, augmentation=augment, **stream)
 
   num_train, num_validation = _count_examples(fn_args.train_files, fn_args.data_accessor,
                                               tf_transform_output, validation_percent)
   steps_per_epoch = math.ceil(num_train / batch_size)
-  train_data = data('train', augment=augmentation)
   validation_data = data('validation', shuffle=False) if num_validation else None
 
+  def build(size: int) -> keras.Model:
+    return architectures.build(name, num_classes, image_size=size,
+                               batchnorm_momentum=float(config['batchnorm_momentum']))
+
+  policy, policy_reason = precision.choose(config.get('precision', 'auto'), build)
+  logging.info('%s: computing in %s (%s)', name, policy, policy_reason)
   with strategy.scope():
-    # float16 compute with float32 variables; the loss and the signatures cast to float32.
-    policy = keras.mixed_precision.global_policy()
-    if config.get('mixed_precision'):
-      keras.mixed_precision.set_global_policy('mixed_float16')
+    # Variables stay float32; the loss, fc_2 and the signatures compute in float32.
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
     try:
-      model = architectures.build(name, num_classes, image_size=int(config['image_size']),
-                                  batchnorm_momentum=float(config['batchnorm_momentum']))
+      model = build(image_size)
     finally:
-      keras.mixed_precision.set_global_policy(policy)
+      keras.mixed_precision.set_global_policy(previous_policy)
     if fn_args.base_model and config.get('warm_start'):
       warm_start(model, fn_args.base_model, categories)
     rate = schedules.learning_rate(
@@ -303,9 +335,10 @@ def train(fn_args: tfx.components.FnArgs,
         loss=SmoothedCrossEntropy(num_classes, float(config.get('label_smoothing', 0.0))),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy')],
         jit_compile=bool(config.get('xla')))
-  logging.info('Training %s: %d classes, %d training + %d validation drawings, %d epochs, '
+  logging.info('Training %s: %d classes, %d training + %d validation drawings, %d epochs%s, '
                'batch %d, %s, %d replica(s)', name, num_classes, num_train, num_validation,
-               epochs, batch_size, 'augmented' if augmentation else 'not augmented',
+               epochs, f' or {budget_seconds / 60:g} minutes' if budget_seconds else '',
+               batch_size, 'augmented' if augmentation else 'not augmented',
                strategy.num_replicas_in_sync)
 
   chief = _is_chief(strategy)
@@ -318,24 +351,34 @@ def train(fn_args: tfx.components.FnArgs,
   best = BestEpoch(int(config.get('early_stopping_patience', 0))) if validation_data else None
   if best:
     callbacks.append(best)
-  history = model.fit(train_data, epochs=epochs, verbose=0, validation_data=validation_data,
-                      callbacks=callbacks)
+  # Checkpoints for resuming: not across a multi-worker cluster, whose workers would have to
+  # save in step with one another (a cluster restarts the whole job instead).
+  single_worker = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+  state = resume_lib.TrainingState(resume_dir(fn_args), model) if single_worker else None
+  checkpointing = resume_lib.Checkpointing(
+      state, float(config.get('checkpoint_seconds', CHECKPOINT_SECONDS)),
+      budget_seconds) if state else None
+  fit_start = time.time()
+  resumed_from = state.restore() if state else 0
+  history = resume_lib.fit(
+      model, lambda step: data('train', augment=augmentation, repeat=True, skip_batches=step),
+      steps_per_epoch, epochs, callbacks, checkpointing, validation_data)
+  fit_seconds = time.time() - fit_start
+  if best:
+    best.restore_best()
 
+  post_fit_start = time.time()
   recalibration = int(config['batchnorm_recalibration_batches'])
-  # Its own shuffle (seed + 1) of the training part, unaugmented: batches for re-estimating
-  # BatchNorm and for the check below.
-  recalibration_data = data('train', data_seed=seed + 1)
-  used = recalibrate_batchnorm(model, recalibration_data, recalibration) if recalibration else 0
-  # The BatchNorm trap shows as a gap between these two numbers (training vs. inference mode).
-  inference_accuracy, checked = _inference_accuracy(model, recalibration_data, _CHECK_BATCHES)
-  logging.info('%s: last-epoch training accuracy %.4f; after re-estimating BatchNorm statistics '
-               'on %d batches, inference-mode accuracy on %d training images %.4f', name,
-               (history.history.get('accuracy') or [math.nan])[-1], used, checked,
-               inference_accuracy)
-
+  # Its own shuffle (seed + 1) of the training part, unaugmented. The inference-mode accuracy
+  # that shows the BatchNorm trap is the Evaluator's train accuracy (not repeated here).
+  used = (recalibrate_batchnorm(model, data('train', data_seed=seed + 1), recalibration)
+          if recalibration else 0)
+  steps = int(state.global_step.numpy()) if state else steps_per_epoch * epochs
+  images_seen = min(steps * batch_size, (steps // steps_per_epoch) * num_train +
+                    min((steps % steps_per_epoch) * batch_size, num_train))
   summary = {
       'model_name': name, 'num_classes': num_classes, 'epochs': epochs,
-      'batch_size': batch_size, 'history': history.history,
+      'batch_size': batch_size, 'history': history,
       'images_per_second': throughput.images_per_second,
       'training_examples': num_train, 'validation_examples': num_validation,
       'best_epoch': best.best_epoch + 1 if best else None,
@@ -343,14 +386,22 @@ def train(fn_args: tfx.components.FnArgs,
                        else None,
       'warm_started_from': fn_args.base_model if config.get('warm_start') else None,
       'replicas': strategy.num_replicas_in_sync,
+      'precision': policy, 'precision_reason': policy_reason,
+      'machine': precision.describe_machine(),
+      'time_budget_minutes': budget_seconds / 60,
+      'stopped_by_time_budget': bool(checkpointing and checkpointing.stopped_by_budget),
+      'steps': steps, 'images_seen': images_seen,
+      'epochs_reached': round(images_seen / max(num_train, 1), 3),
+      'resumed_from_step': resumed_from,
+      'checkpoints_written': checkpointing.saves if checkpointing else 0,
+      # Over every attempt; fit_seconds is this attempt's fit() only.
+      'training_seconds': round(float(state.training_seconds.numpy()), 1) if state
+                          else round(fit_seconds, 1),
+      'fit_seconds': round(fit_seconds, 1),
       'batchnorm_recalibration_batches': used,
-      'inference_mode_train_accuracy': inference_accuracy,
-      'inference_mode_checked_images': checked,
   }
   serving_dir = fn_args.serving_model_dir if chief else os.path.join(scratch, 'model')
   tf.io.gfile.makedirs(run_dir)
-  with tf.io.gfile.GFile(os.path.join(run_dir, HISTORY_FILE), 'w') as f:
-    json.dump(summary, f, indent=2, default=float)
 
   model.save(serving_dir, save_format='tf',
              signatures=signatures.export_signatures(model, tf_transform_output))
@@ -360,6 +411,18 @@ def train(fn_args: tfx.components.FnArgs,
   with tf.io.gfile.GFile(os.path.join(extra, 'categories.txt'), 'w') as f:
     for category in categories:
       f.write(category + '\n')
+  summary['post_fit_seconds'] = round(time.time() - post_fit_start, 1)
+  # How the model was trained, travelling with it (the model card reads it).
+  with tf.io.gfile.GFile(os.path.join(extra, TRAINING_RUN_FILE), 'w') as f:
+    json.dump({key: summary[key] for key in TRAINING_RUN_KEYS}, f, indent=2, default=float)
+  with tf.io.gfile.GFile(os.path.join(run_dir, HISTORY_FILE), 'w') as f:
+    json.dump(summary, f, indent=2, default=float)
+  logging.info('%s: trained %d steps (%.2f epochs) in %.0f s, %s; after fit: %.0f s '
+               '(BatchNorm re-estimation on %d batches, export)', name, steps,
+               summary['epochs_reached'], summary['training_seconds'], policy,
+               summary['post_fit_seconds'], used)
+  if state and chief:
+    state.remove()  # The model is exported: nothing left to resume.
   if scratch:
     shutil.rmtree(scratch, ignore_errors=True)
   return model

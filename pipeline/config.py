@@ -13,7 +13,7 @@ MODEL_NAMES = ('sknet', 'skresnet')
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-  """How one model is fitted; one per model so a slow model can get fewer epochs."""
+  """How one model is fitted (one per model; the profiles give both the same budget)."""
   epochs: int = 3
   batch_size: int = 32
   # Adam 1e-3 diverged early in short CPU runs (skNet, 10 x 120, 2 epochs: 26% training
@@ -46,9 +46,16 @@ class TrainingConfig:
   early_stopping_patience: int = 0
   # Continue from the latest model this Trainer produced (TFX base_model through a resolver).
   warm_start: bool = False
-  # For GPU workers; on this 2-core CPU neither helped (benchmarks/README.md, "## Training").
-  mixed_precision: bool = False
+  # 'auto': mixed float16 on a GPU, mixed bfloat16 on a CPU with bfloat16 instructions when a
+  # short check finds it faster, else float32 (models/precision.py); or a Keras policy name.
+  precision: str = 'auto'
+  # On this 2-core CPU XLA was slower (benchmarks/README.md, "## Training").
   xla: bool = False
+  # Training stops after this many minutes of fitting (0 = after `epochs`), summed over
+  # resumed attempts; the epochs reached are reported.
+  time_budget_minutes: float = 0.0
+  # A killed Trainer resumes from a checkpoint written at every epoch end and this often.
+  checkpoint_seconds: float = 180.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,10 +121,13 @@ def _both(**kwargs) -> Dict[str, TrainingConfig]:
   return {name: TrainingConfig(**kwargs) for name in MODEL_NAMES}
 
 
+# Both models always get the same training budget: the comparison between them is the point.
 # smoke: the whole pipeline in a couple of minutes for tests; accuracy is not the point.
-# default: `make run`; sized from measured CPU speed (skNet ~32 img/s, skResNet ~8 img/s
-#   training at 128x128) to finish in about 15 minutes with clearly better than chance results.
-# full: the specification; a GPU job (Kubeflow) or a very long CPU run.
+# default: `make run`, about 15 minutes on 2 CPU cores with clearly better than chance results.
+# spec: the specification's sample (100 x (1000 + 50) at 128x128) on one 2-core CPU machine in
+#   about 100 minutes: each model trains for the same 35 minutes (the epochs reached are
+#   reported), train accuracy on a random 5,000 of the training drawings.
+# full: the specification with many epochs; a GPU job (Kubeflow) or a very long CPU run.
 PROFILES: Dict[str, PipelineConfig] = {
     'smoke': PipelineConfig(
         profile='smoke', num_categories=3, train_per_category=24, test_per_category=8,
@@ -125,11 +135,15 @@ PROFILES: Dict[str, PipelineConfig] = {
         pipeline_name='quickdraw-tfx-smoke'),
     'default': PipelineConfig(
         profile='default', num_categories=10, train_per_category=120, test_per_category=30,
-        training={
-            'sknet': TrainingConfig(epochs=3, batch_size=32),
-            'skresnet': TrainingConfig(epochs=2, batch_size=32),
-        },
+        training=_both(epochs=3, batch_size=32),
         min_test_accuracy=0.2, min_map=0.15),
+    'spec': PipelineConfig(
+        profile='spec', num_categories=100, train_per_category=1000, test_per_category=50,
+        training=_both(epochs=20, batch_size=32, time_budget_minutes=35.0,
+                       batchnorm_recalibration_batches=50),
+        train_eval_max_examples=5000, min_test_accuracy=0.1, min_map=0.05,
+        beam_pipeline_args=('--direct_running_mode=multi_processing', '--direct_num_workers=2'),
+        pipeline_name='quickdraw-tfx-spec'),
     'full': PipelineConfig(
         profile='full', num_categories=100, train_per_category=1000, test_per_category=50,
         training=_both(epochs=30, batch_size=64, batchnorm_momentum=0.99,

@@ -128,7 +128,7 @@ def test_metrics_json_follows_the_schema_and_matches_independent_numbers(evaluat
   metrics = _strict_json(os.path.join(evaluated['evaluation'].uri, 'metrics.json'))
   data = embedding_evaluator.load_per_query(evaluated['embeddings'].uri)
   n_test = len(CATEGORIES) * TEST_PER_CATEGORY + 1
-  assert metrics['schema_version'] == 2
+  assert metrics['schema_version'] == 3
   assert metrics['test_examples'] == n_test == len(data['id'])
   assert metrics['train_examples'] == len(CATEGORIES) * TRAIN_PER_CATEGORY
   assert metrics['test_accuracy'] == pytest.approx(

@@ -58,6 +58,6 @@ def test_inference_accuracy_matches_training_accuracy_after_recalibration(fitted
   model, dataset, training_accuracy, images = fitted
   assert training_accuracy > 0.8  # The problem was learned (in training mode).
   trainer.recalibrate_batchnorm(model, dataset, num_batches=6)
-  inference_accuracy, counted = trainer._inference_accuracy(model, dataset, num_batches=6)
-  assert counted == len(images)
+  predicted = np.argmax(model.predict(images, batch_size=BATCH, verbose=0), axis=-1)
+  inference_accuracy = float(np.mean(predicted == np.concatenate([y for _, y in dataset])))
   assert inference_accuracy >= training_accuracy - 0.1

@@ -1,0 +1,156 @@
+"""Resumable training: a Trainer killed mid-fit continues from its last checkpoint.
+
+The model, the optimizer (its slots and step count, so a learning-rate schedule continues),
+the global step and the training seconds spent are checkpointed at every epoch end and at
+least every `save_seconds`. The data are a seeded, repeated stream of batches, so skipping the
+batches already trained on reproduces what the interrupted run would have seen next. A time
+budget counts the seconds of every attempt, so a resumed run stops where an uninterrupted one
+would.
+"""
+import json
+import os
+import time
+from typing import Dict, List, Optional
+
+from absl import logging
+import tensorflow as tf
+import tf_keras as keras
+
+HISTORY_FILE = 'epochs.json'
+
+
+class TrainingState:
+  """The checkpoint of one training run in `directory` (one per set of inputs and settings)."""
+
+  def __init__(self, directory: str, model: keras.Model):
+    self.directory = directory
+    self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
+    self.training_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                        name='training_seconds')
+    # Slot variables must exist before a restore can fill them (Keras' newer optimizers
+    # create them on the first update, where a deferred restore would not find them).
+    model.optimizer.build(model.trainable_variables)
+    self._checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                           global_step=self.global_step,
+                                           training_seconds=self.training_seconds)
+    self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=1)
+    self.epochs: List[Dict] = []  # Keras' logs of the epochs completed, in order.
+
+  def restore(self) -> int:
+    """Loads the latest checkpoint if there is one; returns the global step reached (0 if none)."""
+    latest = self._manager.latest_checkpoint
+    if not latest:
+      return 0
+    self._checkpoint.restore(latest).assert_existing_objects_matched()
+    history = os.path.join(self.directory, HISTORY_FILE)
+    if tf.io.gfile.exists(history):
+      with tf.io.gfile.GFile(history) as f:
+        self.epochs = json.load(f)
+    return int(self.global_step.numpy())
+
+  def save(self) -> None:
+    self._manager.save(checkpoint_number=int(self.global_step.numpy()))
+    # The epochs' logs after the checkpoint: a crash between the two leaves logs of at most
+    # the epochs the checkpoint holds.
+    with tf.io.gfile.GFile(os.path.join(self.directory, HISTORY_FILE), 'w') as f:
+      json.dump(self.epochs, f, default=float)
+
+  def remove(self) -> None:
+    """Deletes the checkpoint once the model is exported (nothing left to resume)."""
+    if tf.io.gfile.exists(self.directory):
+      tf.io.gfile.rmtree(self.directory)
+
+
+class Checkpointing(keras.callbacks.Callback):
+  """Counts steps and training seconds, checkpoints every epoch and every `save_seconds`,
+  and stops training once `budget_seconds` (0 = none) of training time are spent."""
+
+  def __init__(self, state: TrainingState, save_seconds: float, budget_seconds: float = 0.0):
+    super().__init__()
+    self.state, self.save_seconds, self.budget_seconds = state, save_seconds, budget_seconds
+    self.saves = 0
+    self.stopped_by_budget = False
+
+  def _elapsed(self) -> float:
+    return self._seconds_before + time.monotonic() - self._segment_start
+
+  def on_train_begin(self, logs=None):
+    self._seconds_before = float(self.state.training_seconds.numpy())
+    self._segment_start = self._last_save = time.monotonic()
+
+  def _save(self) -> None:
+    self.state.training_seconds.assign(self._elapsed())
+    self.state.save()
+    self.saves += 1
+    self._last_save = time.monotonic()
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.state.global_step.assign_add(1)
+    if self.budget_seconds and self._elapsed() >= self.budget_seconds:
+      self.stopped_by_budget = True
+      self.model.stop_training = True
+    elif time.monotonic() - self._last_save >= self.save_seconds:
+      self._save()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.state.epochs.append({'epoch': epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+    self._save()
+
+  def on_train_end(self, logs=None):
+    self.state.training_seconds.assign(self._elapsed())
+
+  def budget_spent(self) -> bool:
+    return bool(self.budget_seconds) and float(
+        self.state.training_seconds.numpy()) >= self.budget_seconds
+
+
+def fit(model: keras.Model, batches_from, steps_per_epoch: int, epochs: int,
+        callbacks: List[keras.callbacks.Callback], checkpointing: Optional[Checkpointing],
+        validation_data=None) -> Dict[str, List[float]]:
+  """Fits from the checkpoint's step (restored by `checkpointing.state.restore()` before) to
+  `epochs` x `steps_per_epoch` steps, or until the time budget is spent.
+
+  `batches_from(step)` is the repeated training stream with its first `step` batches skipped.
+  A resumed epoch that was interrupted is finished first, with the steps it has left.
+  Returns Keras' history over every epoch of every attempt.
+  """
+  state = checkpointing.state if checkpointing else None
+  start = int(state.global_step.numpy()) if state else 0
+  if start:
+    logging.info('Resuming from the checkpoint in %s: step %d (epoch %d, %.0f s trained)',
+                 state.directory, start, start // steps_per_epoch + 1,
+                 float(state.training_seconds.numpy()))
+  all_callbacks = callbacks + ([checkpointing] if checkpointing else [])
+  epoch, offset = divmod(start, steps_per_epoch)
+  segments = []
+  if offset:
+    segments.append((epoch, steps_per_epoch - offset, start))
+    epoch += 1
+  if epoch < epochs:
+    segments.append((epoch, steps_per_epoch, epoch * steps_per_epoch))
+  for first_epoch, steps, from_step in segments:
+    if checkpointing and checkpointing.budget_spent():
+      checkpointing.stopped_by_budget = True
+      break
+    model.fit(batches_from(from_step), initial_epoch=first_epoch,
+              epochs=first_epoch + 1 if steps != steps_per_epoch else epochs,
+              steps_per_epoch=steps, validation_data=validation_data, verbose=0,
+              callbacks=all_callbacks)
+    if checkpointing and checkpointing.stopped_by_budget:
+      break
+  if state:
+    epochs_logged = state.epochs
+  else:
+    epochs_logged = [{'epoch': i + 1, **logs} for i, logs in enumerate(_history_rows(model))]
+  history: Dict[str, List[float]] = {}
+  for row in epochs_logged:
+    for key, value in row.items():
+      if key != 'epoch':
+        history.setdefault(key, []).append(value)
+  return history
+
+
+def _history_rows(model: keras.Model) -> List[Dict]:
+  history = model.history.history if model.history else {}
+  count = max((len(v) for v in history.values()), default=0)
+  return [{k: v[i] for k, v in history.items()} for i in range(count)]
