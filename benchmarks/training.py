@@ -2,8 +2,9 @@
 
   python benchmarks/training.py flops      # FLOPs per image; achieved FLOP/s, skResNet vs skNet
   python benchmarks/training.py profile    # time per op type in one training step, both models
-  python benchmarks/training.py input --pipeline-root PATH   # Trainer input vs in-memory tensors
-  python benchmarks/training.py precision  # mixed precision and XLA against float32
+  python benchmarks/training.py input --pipeline-root PATH [--precision mixed_bfloat16]
+                                           # Trainer input vs in-memory tensors, same precision
+  python benchmarks/training.py precision  # mixed bfloat16 / float16 and XLA against float32
 
 Every comparison runs its variants interleaved in one process (A B A B ...) and reports the
 median, so a machine shared with other work slows all variants alike.
@@ -25,6 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import architectures
+from models import precision
 from models import trainer
 
 MODELS = ('sknet', 'skresnet')
@@ -32,10 +34,9 @@ NUM_CLASSES = 10
 IMAGE_SIZE = 128
 
 
-def _build(name: str, jit_compile: bool = False, mixed_precision: bool = False):
+def _build(name: str, jit_compile: bool = False, policy_name: str = 'float32'):
   policy = keras.mixed_precision.global_policy()
-  if mixed_precision:
-    keras.mixed_precision.set_global_policy('mixed_float16')
+  keras.mixed_precision.set_global_policy(policy_name)
   try:
     model = architectures.build(name, NUM_CLASSES, image_size=IMAGE_SIZE)
   finally:
@@ -181,8 +182,10 @@ def cmd_profile(args) -> dict:
 def cmd_precision(args) -> dict:
   x, y = _random_batch(args.batch_size)
   variants = {}
-  for label, kwargs in (('float32', {}), ('mixed_float16', {'mixed_precision': True}),
-                        ('xla', {'jit_compile': True})):
+  options = {'float32': {}, 'mixed_bfloat16': {'policy_name': 'mixed_bfloat16'},
+             'mixed_float16': {'policy_name': 'mixed_float16'}, 'xla': {'jit_compile': True}}
+  for label in args.variants.split(','):
+    kwargs = options[label]
     model = _build(args.model, **kwargs)
     variants[label] = lambda m=model: m.train_on_batch(x, y)
   cpu_rates = {}
@@ -235,10 +238,11 @@ def cmd_input(args) -> dict:
   print(f'  input pipeline alone: {input_only:.1f} images/s', flush=True)
 
   result = {'batch_size': args.batch_size, 'steps': args.steps, 'repeats': args.repeats,
-            'examples': examples.uri, 'input_pipeline_alone_images_per_second': input_only}
+            'precision': args.precision, 'examples': os.path.relpath(examples.uri),
+            'input_pipeline_alone_images_per_second': input_only}
   from models import augmentation as augmentation_lib
   for name in MODELS:
-    model = _build(name)
+    model = _build(name, policy_name=args.precision)
     memory = next(pipeline_input())  # One real batch, held in memory.
     feeds = {'in_memory': lambda: memory, 'trainer_input': pipeline_input().__next__,
              'trainer_input_augmented': pipeline_input(augmentation_lib.Augmentation()).__next__}
@@ -265,6 +269,12 @@ def main(argv=None) -> int:
   parser.add_argument('--steps', type=int, default=3, help='training steps per timing')
   parser.add_argument('--repeats', type=int, default=3, help='interleaved rounds (median)')
   parser.add_argument('--model', default='sknet', choices=MODELS, help='for precision')
+  parser.add_argument('--variants', default='float32,mixed_bfloat16,xla',
+                      help='for precision: comma-separated of float32, mixed_bfloat16, '
+                      'mixed_float16 (~80x slower on CPUs without float16 kernels), xla')
+  parser.add_argument('--precision', default='float32',
+                      choices=[s for s in precision.SETTINGS if s != 'auto'],
+                      help='for input: the Keras policy of both variants')
   parser.add_argument('--pipeline-root', help='for input: a run\'s pipeline root, e.g. '
                       'outputs/pipeline_root/quickdraw-tfx-smoke')
   parser.add_argument('--input-only-batches', type=int, default=20)
@@ -274,6 +284,8 @@ def main(argv=None) -> int:
     parser.error('input needs --pipeline-root (run `make run PROFILE=smoke` first)')
   started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
   result = {'command': args.command, 'started': started, 'cpus': os.cpu_count(),
+            'machine': {**precision.describe_machine(),
+                        'flags': ' '.join(sorted(precision.cpu_flags()))},
             **globals()['cmd_' + args.command](args)}
   emit(result, args.output)
   return 0

@@ -1,22 +1,28 @@
 """ModelComparison: two evaluated models side by side on every metric (docs/metrics.md, 3).
 
 Reads the two `ModelEvaluation` artifacts' metrics.json and writes `comparison.json` and the
-same table as `comparison.md` for the report.
+same table as `comparison.md` for the report. Given the two `Embeddings` artifacts too (the
+per-drawing outcomes), it adds paired bootstrap intervals of the test-accuracy and mAP
+differences: whether one model is better than the other beyond what the test sample explains.
 """
 import json
 import os
 from typing import Dict, List, Optional, Tuple
 
+from absl import logging
 import tensorflow as tf
 from tfx import types
 from tfx.types import standard_artifacts
 from tfx.v1.dsl.components import InputArtifact, OutputArtifact, component
 
+from components import confidence
+from components.embedding_evaluator import Embeddings
+from components.embedding_evaluator import load_per_query
 from components.embedding_evaluator import read_metrics
 
 COMPARISON_JSON = 'comparison.json'
 COMPARISON_MARKDOWN = 'comparison.md'
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: paired_difference.
 SECTIONS = ('classification', 'retrieval', 'floors')
 # Not metrics: bookkeeping, sizes, labels and matrices.
 SKIPPED = {'confusion_matrix', 'unknown', 'categories', 'k', 'distance', 'extra', 'examples',
@@ -63,8 +69,10 @@ def _better(path: str, first: Tuple[str, Optional[float]],
   return first[0] if first[1] > second[1] else second[0]
 
 
-def compare(first: Dict, second: Dict) -> Dict:
-  """comparison.json's content for two metrics.json dicts (every metric higher-is-better)."""
+def compare(first: Dict, second: Dict, first_per_query: Optional[Dict] = None,
+            second_per_query: Optional[Dict] = None) -> Dict:
+  """comparison.json's content for two metrics.json dicts (every metric higher-is-better);
+  with both models' per-query arrays (load_per_query), also the paired difference."""
   names = [first['model_name'], second['model_name']]
   if names[0] == names[1]:
     names = [f'{names[0]} (first)', f'{names[1]} (second)']
@@ -79,9 +87,48 @@ def compare(first: Dict, second: Dict) -> Dict:
   for row in rows:
     if row['better'] is not None:
       wins[row['better']] += 1
+  paired = None
+  if first_per_query is not None and second_per_query is not None:
+    paired = confidence.paired_difference_intervals(first_per_query, second_per_query)
+    if paired is not None:
+      paired['difference_of'] = f'{names[0]} - {names[1]}'
+    else:
+      logging.warning('ModelComparison: %s and %s were not evaluated on the same test drawings '
+                      '(ids or categories differ): no paired difference', *names)
   return {'schema_version': SCHEMA_VERSION, 'models': names, 'rows': rows, 'wins': wins,
           'blessed': {names[0]: bool(first.get('blessed')),
-                      names[1]: bool(second.get('blessed'))}}
+                      names[1]: bool(second.get('blessed'))},
+          'paired_difference': paired}
+
+
+def _difference(value: Optional[float], points: bool) -> str:
+  if value is None:
+    return 'n/a'
+  return f'{value * 100:+.1f} pt' if points else f'{value:+.3f}'
+
+
+def _paired_lines(comparison: Dict) -> List[str]:
+  paired = comparison.get('paired_difference')
+  if not paired:
+    return []
+  names = comparison['models']
+  lines = ['', f"## Paired difference ({names[0]} - {names[1]})", '',
+           # Self-contained without its heading (the report drops the headings).
+           f"Paired difference {names[0]} - {names[1]}: 95% percentile bootstrap over the "
+           f"{paired['test_drawings']} test drawings both models saw (queries for mAP), "
+           f"{paired['resamples']} resamples, seed {paired['seed']}; pt = percentage points.", '',
+           f'| metric | {names[0]} | {names[1]} | difference | 95% interval | excludes 0 |',
+           '| --- | ---: | ---: | ---: | --- | --- |']
+  for key, label, percent in (('test_accuracy', 'test top-1 accuracy', True),
+                              ('map', 'mAP (L2, fc_1)', False)):
+    row = paired[key]
+    excludes = {None: 'n/a', True: 'yes', False: 'no'}[row['excludes_zero']]
+    lines.append(
+        f"| {label} | {confidence.format_interval(row['first'], None, percent)} | "
+        f"{confidence.format_interval(row['second'], None, percent)} | "
+        f"{_difference(row['difference'], percent)} | "
+        f"{confidence.format_bounds(row['ci95'], percent, signed=True)} | {excludes} |")
+  return lines
 
 
 def _cell(value: Optional[float], signed: bool = False) -> str:
@@ -111,7 +158,7 @@ def to_markdown(comparison: Dict) -> str:
                f'{n} {"yes" if comparison["blessed"][n] else "no"}' for n in names) + '.',
            'Retrieval is leave-one-out on the test split; L2 on fc_1 is the metric, cosine an '
            'extra; floors are context (same data for both models). Schema: docs/metrics.md.',
-           '', '## Headline', ''] + _table(headline, names) + [
+           '', '## Headline', ''] + _table(headline, names) + _paired_lines(comparison) + [
                '', '## Every metric', ''] + _table(comparison['rows'], names)
   return '\n'.join(lines) + '\n'
 
@@ -127,9 +174,17 @@ def ModelComparison(  # pylint: disable=invalid-name
     first_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
     second_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
     comparison: OutputArtifact[Comparison],
+    first_embeddings: InputArtifact[Embeddings] = None,
+    second_embeddings: InputArtifact[Embeddings] = None,
 ) -> None:
-  """Every metric of two EmbeddingEvaluator outputs side by side: JSON and Markdown."""
-  result = compare(read_metrics(first_evaluation.uri), read_metrics(second_evaluation.uri))
+  """Every metric of two EmbeddingEvaluator outputs side by side: JSON and Markdown.
+
+  The embeddings are optional: without both, `paired_difference` is null.
+  """
+  per_query = [load_per_query(e.uri) if e is not None else None
+               for e in (first_embeddings, second_embeddings)]
+  result = compare(read_metrics(first_evaluation.uri), read_metrics(second_evaluation.uri),
+                   *per_query)
   with tf.io.gfile.GFile(os.path.join(comparison.uri, COMPARISON_JSON), 'w') as f:
     json.dump(result, f, indent=2, allow_nan=False)
   with tf.io.gfile.GFile(os.path.join(comparison.uri, COMPARISON_MARKDOWN), 'w') as f:
@@ -140,3 +195,7 @@ def ModelComparison(  # pylint: disable=invalid-name
                     ('classification.test.top1', 'better_test_accuracy')):
     if path in by_metric:
       comparison.set_string_custom_property(key, by_metric[path]['better'] or '')
+  for key in ('test_accuracy', 'map'):  # 1: the interval of the difference excludes 0.
+    excludes = (result['paired_difference'] or {}).get(key, {}).get('excludes_zero')
+    if excludes is not None:
+      comparison.set_int_custom_property(f'{key}_difference_significant', int(excludes))

@@ -153,6 +153,16 @@ def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.A
                           split=np.asarray(columns['split'], str), png=columns['png'])
 
 
+def _training_line(run: Optional[Dict[str, Any]]) -> str:
+  if not run:
+    return 'Training: not recorded by this model\'s Trainer.'
+  machine = run.get('machine') or {}
+  return (f'Training: {run.get("precision")} ({run.get("precision_reason")}), '
+          f'{run.get("steps")} steps of batch {run.get("batch_size")}, '
+          f'{run.get("epochs_reached")} epochs, {run.get("training_seconds")} s on '
+          f'{machine.get("cpu_model", "?")}.')
+
+
 def model_card_markdown(card: Dict[str, Any]) -> str:
   """A short human-readable card; model_card.json has everything."""
   metrics = card.get('metrics') or {}
@@ -169,6 +179,7 @@ def model_card_markdown(card: Dict[str, Any]) -> str:
             f'Data: {data.get("source")}, seed {data.get("seed")}, '
             f'{data.get("train_per_category")} train + {data.get("test_per_category")} test '
             'drawings per category.',
+            _training_line(card.get('training_run')),
             f'Search gallery: {gallery.get("size", 0)} drawings '
             f'(splits {", ".join(gallery.get("splits", [])) or "none"}).', '',
             card.get('license', ''), '']

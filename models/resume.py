@@ -8,16 +8,12 @@ budget counts the seconds of every attempt, so a resumed run stops where an unin
 would.
 """
 import json
-import os
 import time
 from typing import Dict, List, Optional
 
 from absl import logging
 import tensorflow as tf
 import tf_keras as keras
-
-HISTORY_FILE = 'epochs.json'
-
 
 class TrainingState:
   """The checkpoint of one training run in `directory` (one per set of inputs and settings)."""
@@ -30,9 +26,13 @@ class TrainingState:
     # Slot variables must exist before a restore can fill them (Keras' newer optimizers
     # create them on the first update, where a deferred restore would not find them).
     model.optimizer.build(model.trainable_variables)
+    # Keras' logs of the completed epochs, as JSON inside the checkpoint: saved with the
+    # weights in one step, so a kill cannot leave the two out of step.
+    self._epochs_json = tf.Variable('[]', dtype=tf.string, trainable=False, name='epochs')
     self._checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                            global_step=self.global_step,
-                                           training_seconds=self.training_seconds)
+                                           training_seconds=self.training_seconds,
+                                           epochs=self._epochs_json)
     self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=1)
     self.epochs: List[Dict] = []  # Keras' logs of the epochs completed, in order.
 
@@ -42,18 +42,12 @@ class TrainingState:
     if not latest:
       return 0
     self._checkpoint.restore(latest).assert_existing_objects_matched()
-    history = os.path.join(self.directory, HISTORY_FILE)
-    if tf.io.gfile.exists(history):
-      with tf.io.gfile.GFile(history) as f:
-        self.epochs = json.load(f)
+    self.epochs = json.loads(self._epochs_json.numpy().decode('utf-8'))
     return int(self.global_step.numpy())
 
   def save(self) -> None:
+    self._epochs_json.assign(json.dumps(self.epochs, default=float))
     self._manager.save(checkpoint_number=int(self.global_step.numpy()))
-    # The epochs' logs after the checkpoint: a crash between the two leaves logs of at most
-    # the epochs the checkpoint holds.
-    with tf.io.gfile.GFile(os.path.join(self.directory, HISTORY_FILE), 'w') as f:
-      json.dump(self.epochs, f, default=float)
 
   def remove(self) -> None:
     """Deletes the checkpoint once the model is exported (nothing left to resume)."""

@@ -313,7 +313,8 @@ def train(fn_args: tfx.components.FnArgs,
     return architectures.build(name, num_classes, image_size=size,
                                batchnorm_momentum=float(config['batchnorm_momentum']))
 
-  policy, policy_reason = precision.choose(config.get('precision', 'auto'), build)
+  policy, policy_reason = precision.choose(config.get('precision', 'auto'), build, image_size,
+                                            batch_size, model_name=name)
   logging.info('%s: computing in %s (%s)', name, policy, policy_reason)
   with strategy.scope():
     # Variables stay float32; the loss, fc_2 and the signatures compute in float32.
@@ -403,7 +404,8 @@ def train(fn_args: tfx.components.FnArgs,
   serving_dir = fn_args.serving_model_dir if chief else os.path.join(scratch, 'model')
   tf.io.gfile.makedirs(run_dir)
 
-  model.save(serving_dir, save_format='tf',
+  # Without the optimizer's slots (twice the weights): clients and warm starts need neither.
+  model.save(serving_dir, save_format='tf', include_optimizer=False,
              signatures=signatures.export_signatures(model, tf_transform_output))
   # TF Serving's place for extra files: the class names in label-id order, for consumers.
   extra = os.path.join(serving_dir, 'assets.extra')

@@ -3,6 +3,7 @@
 QuickDrawExampleGen -> StatisticsGen -> ExampleValidator <- ImportSchemaGen(schema/)
                     -> Transform -> Trainer.<model> -> EmbeddingEvaluator.<model> -> Pusher.<model>
 EmbeddingEvaluator.<first model> + EmbeddingEvaluator.<second model> -> ModelComparison
+  (metrics and per-drawing outcomes: paired intervals of the differences)
 """
 import dataclasses
 import os
@@ -101,7 +102,10 @@ def create_pipeline(config: PipelineConfig,
   if len(evaluators) >= 2:  # skNet vs skResNet on every metric, for the report.
     components.append(ModelComparison(
         first_evaluation=evaluators[0].outputs['evaluation'],
-        second_evaluation=evaluators[1].outputs['evaluation']))
+        second_evaluation=evaluators[1].outputs['evaluation'],
+        # Per-drawing outcomes of both models: paired intervals of the differences.
+        first_embeddings=evaluators[0].outputs['embeddings'],
+        second_embeddings=evaluators[1].outputs['embeddings']))
 
   if metadata_connection_config is None:
     metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from components import confidence
 from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+from pipeline import report_figures
 
 if TYPE_CHECKING:
   from pipeline import results  # TFX and ML Metadata: imported at run time only when needed.
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 REPORT_MD = 'report.md'
 REPORT_HTML = 'report.html'
 FIGURES = 'figures'
+# Categories listed one per row in the sampling table; beyond, totals and the spread.
+MANIFEST_ROWS = 20
+MODEL_NAMES_FIRST = config_lib.MODEL_NAMES[0]
 _DATA_CREDIT = ('Drawings: Google\'s Quick, Draw! dataset, "This data made available by Google, '
                 'Inc." under CC BY 4.0.')
 
@@ -95,6 +100,14 @@ def collect(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None
     uri = comparison_node.outputs['comparison'][0].uri
     comparison = model_comparison.read_comparison(uri)
     comparison_md = _read_text(os.path.join(uri, model_comparison.COMPARISON_MARKDOWN))
+  if len(models) >= 2 and not comparison.get('paired_difference'):
+    # A run whose ModelComparison was not given the per-drawing outcomes: the same paired
+    # intervals from the Evaluators' own per-query arrays.
+    comparison = dict(comparison, models=comparison.get('models') or [m.name for m in models[:2]])
+    by_name = {model.name: model for model in models}
+    first, second = comparison['models'][:2]
+    comparison['paired_difference'] = confidence.paired_difference_intervals(
+        by_name[first].per_query, by_name[second].per_query)
   image_size = int(models[0].training.get('image_size', 128))
   return RunResults(pipeline_name, run_id, metadata_path, nodes, sampling, manifest, models,
                     comparison, comparison_md, _test_drawings(examples.uri), image_size)
@@ -167,11 +180,8 @@ def _test_drawings(examples_uri: str) -> Dict[str, Tuple[str, bytes]]:
 # Figures (matplotlib, written as PNG)
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
-  return pyplot
+_pyplot = report_figures.pyplot
+_save = report_figures.save
 
 
 def _as_model_input(pngs: Sequence[bytes], image_size: int) -> np.ndarray:
@@ -179,11 +189,6 @@ def _as_model_input(pngs: Sequence[bytes], image_size: int) -> np.ndarray:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from models import preprocessing  # pylint: disable=g-import-not-at-top
   return preprocessing.decode_and_resize(tf.constant(list(pngs)), image_size).numpy()[..., 0]
-
-
-def _save(figure, path: str) -> None:
-  figure.savefig(path, dpi=100, bbox_inches='tight')
-  _pyplot().close(figure)
 
 
 def figure_samples(run: RunResults, path: str, categories: int = 6, per_category: int = 5):
@@ -335,12 +340,7 @@ def figure_wall_time(run: RunResults, path: str) -> None:
 # Text: numbers -> Markdown
 
 
-def _get(tree: Any, dotted: str, default=None):
-  for part in dotted.split('.'):
-    if not isinstance(tree, dict) or part not in tree:
-      return default
-    tree = tree[part]
-  return tree
+_get = report_figures.get_path  # A dotted path into nested metrics, or the default.
 
 
 def _pct(value) -> str:
@@ -357,13 +357,31 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   return '\n'.join(lines)
 
 
+def _with_interval(metrics: Dict[str, Any], key: str) -> str:
+  """The value and its 95% interval ('71.0% [65.2, 76.3]'); the value alone when metrics.json
+  has no interval (schema 2 and older)."""
+  return confidence.format_interval(metrics.get(key), metrics.get(f'{key}_ci95'),
+                                    percent='accuracy' in key)
+
+
+def _interval_note(run: RunResults) -> str:
+  method = next((m.metrics['ci95_method'] for m in run.models if m.metrics.get('ci95_method')),
+                None)
+  if not method:
+    return ''
+  return (f'Brackets: {method["confidence_level"]:.0%} {method["method"].split(" (")[0]} '
+          f'intervals ({method["resamples"]} resamples, seed {method["seed"]}) over the drawings '
+          'evaluated (accuracy) and over the scored queries (mAP, the gallery held fixed).')
+
+
 def _headline_table(run: RunResults) -> str:
   rows = []
   for m in run.models:
     metrics = m.metrics
-    rows.append([f'**{m.name}**', _pct(metrics.get('train_accuracy')),
-                 _pct(metrics.get('test_accuracy')), _pct(metrics.get('train_top5_accuracy')),
-                 _pct(metrics.get('test_top5_accuracy')), _num(metrics.get('map')),
+    rows.append([f'**{m.name}**', _with_interval(metrics, 'train_accuracy'),
+                 _with_interval(metrics, 'test_accuracy'),
+                 _with_interval(metrics, 'train_top5_accuracy'),
+                 _with_interval(metrics, 'test_top5_accuracy'), _with_interval(metrics, 'map'),
                  _num(_get(metrics, 'retrieval.l2.precision_at_k.10')),
                  _num(metrics.get('map_cosine')),
                  'yes' if m.pushed_to else 'no'])
@@ -423,6 +441,12 @@ def _manifest_table(manifest: Dict[str, Any]) -> str:
       if key != 'category' and isinstance(value, (int, float)) and key not in keys:
         keys.append(key)
   rows = [[name] + [row.get(k, '') for k in keys] for name, row in sorted(per_category.items())]
+  if len(rows) > MANIFEST_ROWS:  # 100 rows are not read: totals and the spread instead.
+    columns = [[row.get(k) for row in per_category.values() if row.get(k) is not None]
+               for k in keys]
+    rows = [[f'all {len(rows)} (sum)'] + [sum(c) if c else '' for c in columns],
+            ['smallest per category'] + [min(c) if c else '' for c in columns],
+            ['largest per category'] + [max(c) if c else '' for c in columns]]
   return _table(['category'] + keys, rows)
 
 
@@ -451,6 +475,9 @@ def _abstract(run: RunResults) -> str:
   random_map = _get(run.models[0].metrics, 'floors.random_map')
   if random_map is not None:
     parts.append(f'A random ranking scores an mAP of {_num(random_map)} on the same queries.')
+  budget = _budget_sentence(run)
+  if budget:
+    parts.append(budget)
   return ' '.join(parts)
 
 
@@ -512,30 +539,100 @@ def _metric_text(model: ModelResults, key: str) -> str:
   return _pct(value) if 'accuracy' in key else _num(value)
 
 
+def _lead(run: RunResults, key: str) -> Tuple[Optional[str], Optional[bool]]:
+  """(the model ahead on `key`, whether its lead exceeds the 95% interval: the paired interval
+  of the difference when there is one, else non-overlapping intervals; None when unknown)."""
+  better = _better(run, key)
+  if not better:
+    return None, None
+  row = (run.comparison.get('paired_difference') or {}).get(key) or {}
+  if row.get('excludes_zero') is not None:
+    return better[0].name, bool(row['excludes_zero'])
+  first, second = better[0].metrics.get(f'{key}_ci95'), better[1].metrics.get(f'{key}_ci95')
+  if first is None or second is None:
+    return better[0].name, None
+  return better[0].name, first[0] > second[1]
+
+
 def _conclusions(run: RunResults) -> List[str]:
   points = []
-  by_map = _better(run, 'map')
-  by_accuracy = _better(run, 'test_accuracy')
-  if by_map and by_accuracy and by_map[0].name == by_accuracy[0].name:
-    points.append(f'In this run {by_map[0].name} is the better model for both classification '
-                  'and similarity search.')
+  leads = {label: _lead(run, key) for key, label in (('test_accuracy', 'classification'),
+                                                     ('map', 'similarity search'))}
+  names = {name for name, _ in leads.values() if name}
+  if len(names) == 1 and all(significant for _, significant in leads.values()):
+    points.append(f'In this run {names.pop()} is the better model for both classification and '
+                  'similarity search, by more than the uncertainty of the test set.')
   else:
-    if by_accuracy:
-      points.append(f'{by_accuracy[0].name} classifies better in this run.')
-    if by_map:
-      points.append(f'{by_map[0].name} gives the better embeddings for similarity search.')
-  epochs = {m.name: m.training.get('epochs') for m in run.models}
+    for label, (name, significant) in leads.items():
+      if name is None:
+        continue
+      margin = {True: ', by more than the uncertainty of the test set.',
+                False: ', within the uncertainty of the test set: no winner on this data.',
+                None: ' (no interval recorded to judge the margin).'}[significant]
+      points.append(f'{name} is ahead on {label}{margin}')
   full = config_lib.PROFILES['full']
   s = run.sampling
-  if s.get('train_per_category') and s['train_per_category'] < full.train_per_category:
-    points.append(f'The run used {s["train_per_category"]} training drawings per category and '
-                  f'{", ".join(f"{n}: {e} epochs" for n, e in epochs.items())}, less than the '
-                  f'specification ({full.num_categories} categories x '
-                  f'{full.train_per_category}); the numbers describe this budget, not what the '
-                  'architectures reach with the full data (the `full` profile).')
+  reached = {m.name: m.history.get('epochs_reached') for m in run.models}
+  budget = ', '.join(f'{n}: {e:.2f} epochs' if e is not None
+                     else f'{n}: {run.models[i].training.get("epochs")} epochs'
+                     for i, (n, e) in enumerate(reached.items()))
+  short_data = s.get('train_per_category') and s['train_per_category'] < full.train_per_category
+  short_training = any(e is not None and e < full.training[MODEL_NAMES_FIRST].epochs
+                       for e in reached.values())
+  if short_data or short_training:
+    points.append(f'The run used {s.get("train_per_category", "?")} training drawings per '
+                  f'category and trained {budget}; the specification\'s `full` profile trains '
+                  f'{full.num_categories} categories x {full.train_per_category} drawings for '
+                  f'{full.training[MODEL_NAMES_FIRST].epochs} epochs. The numbers describe this '
+                  'budget, not what the architectures reach trained to convergence.')
+  points += _difference_statements(run)
   pushed = [m.name for m in run.models if m.pushed_to]
   points.append(f'Pushed to the model registry: {", ".join(pushed) if pushed else "none"}'
                 ' (models that met the blessing thresholds).')
+  return points
+
+
+def _difference_statements(run: RunResults) -> List[str]:
+  """Whether each headline difference between the two models exceeds its uncertainty: from
+  ModelComparison's paired interval when present, else from the two models' own intervals."""
+  if len(run.models) < 2:
+    return []
+  paired = run.comparison.get('paired_difference') or {}
+  points = []
+  for key, label, percent in (('test_accuracy', 'test accuracy', True),
+                              ('map', 'retrieval mAP (L2)', False)):
+    row = paired.get(key) or {}
+    if row.get('ci95') is not None and row.get('difference') is not None:
+      first, second = run.comparison['models'][:2]
+      difference = (f'{row["difference"] * 100:+.1f} points' if percent
+                    else f'{row["difference"]:+.3f}')
+      text = (f'{label[0].upper() + label[1:]}, {first} minus {second}: {difference}, 95% '
+              'paired bootstrap interval '
+              f'{confidence.format_bounds(row["ci95"], percent, signed=True)} over '
+              f'{row["units"]} {"test drawings" if percent else "queries"}; ')
+      if row['excludes_zero']:
+        leader = first if row['difference'] > 0 else second
+        text += (f'the interval excludes 0, so {leader}\'s lead is larger than what the choice '
+                 'of test drawings explains.')
+      else:
+        text += ('the interval includes 0, so this test set does not tell the two models apart '
+                 f'on {label}.')
+      points.append(text)
+      continue
+    values = [(m, m.metrics.get(key), m.metrics.get(f'{key}_ci95')) for m in run.models[:2]]
+    if any(v is None or ci is None for _, v, ci in values):
+      continue  # No interval recorded (a run made before schema 3).
+    (a, _, ia), (b, _, ib) = sorted(values, key=lambda x: -x[1])
+    bounds = lambda ci: confidence.format_bounds(ci, percent)
+    if ia[0] > ib[1]:
+      points.append(f'On {label}, {a.name}\'s 95% interval {bounds(ia)} lies entirely above '
+                    f'{b.name}\'s {bounds(ib)}: the difference exceeds the sampling '
+                    'uncertainty of this test set.')
+    else:
+      points.append(f'On {label}, the 95% intervals of {a.name} {bounds(ia)} and {b.name} '
+                    f'{bounds(ib)} overlap: they do not show that the models differ (the paired '
+                    'interval of the difference, which ModelComparison computes when given both '
+                    'models\' embeddings, is sharper).')
   return points
 
 
@@ -555,12 +652,72 @@ def _training_table(run: RunResults) -> str:
   return _table(['training setting'] + [m.name for m in run.models], rows)
 
 
+def _training_run_table(run: RunResults) -> str:
+  """What each Trainer did with its settings (history.json): precision, steps, epochs reached."""
+  rows = []
+  for label, key, show in (
+      ('precision', 'precision', str),
+      ('why', 'precision_reason', str),
+      ('time budget', 'time_budget_minutes', lambda v: f'{v:g} min' if v else 'none'),
+      ('stopped by the budget', 'stopped_by_time_budget', lambda v: 'yes' if v else 'no'),
+      ('training steps', 'steps', lambda v: f'{v:,}'),
+      ('drawings trained on', 'images_seen', lambda v: f'{v:,}'),
+      ('epochs reached', 'epochs_reached', lambda v: f'{v:.2f}'),
+      ('training time', 'training_seconds', lambda v: f'{v / 60:.1f} min'),
+      ('images/s (per epoch)', 'images_per_second',
+       lambda v: ', '.join(f'{x:.1f}' for x in v)),
+      ('after fit (BatchNorm re-estimation, export)', 'post_fit_seconds', lambda v: f'{v:.0f} s'),
+      ('resumed from step', 'resumed_from_step', lambda v: f'{v:,}' if v else 'no resume')):
+    if any(m.history.get(key) is not None for m in run.models):
+      rows.append([label] + [show(m.history[key]) if m.history.get(key) is not None else ''
+                             for m in run.models])
+  if not rows:
+    return ''
+  return _table(['training as it ran'] + [m.name for m in run.models], rows)
+
+
+def _budget_sentence(run: RunResults) -> str:
+  """Whether the two models had the same training budget, from their settings and histories."""
+  budgets = {(m.training.get('epochs'), m.training.get('time_budget_minutes') or 0)
+             for m in run.models}
+  if len(run.models) < 2:
+    return ''
+  reached = ', '.join(f'{m.name} {m.history["epochs_reached"]:.2f}' for m in run.models
+                      if m.history.get('epochs_reached') is not None)
+  if len(budgets) > 1:
+    return ('The models had different training budgets (' + '; '.join(
+        f'{m.name}: {m.training.get("epochs")} epochs'
+        + (f' or {m.training["time_budget_minutes"]:g} minutes'
+           if m.training.get('time_budget_minutes') else '') for m in run.models)
+        + '), so the comparison is not on equal footing.')
+  epochs, minutes = budgets.pop()
+  budget = (f'{minutes:g} minutes of training (at most {epochs} epochs)' if minutes
+            else f'{epochs} epochs')
+  return (f'Both models had the same training budget: {budget}'
+          + (f'; epochs reached: {reached}.' if reached else '.'))
+
+
+def _shown_source(source: str) -> str:
+  """A URL as given; a local folder by its last two names (not the writing machine's path)."""
+  if '://' in source or not os.path.isabs(source):
+    return f'`{source}`'
+  return f'a local folder `.../{"/".join(os.path.normpath(source).split(os.sep)[-2:])}`'
+
+
+def _shown_path(metadata_path: str) -> str:
+  """The store's path below the output directory (metadata/<pipeline>/metadata.sqlite): the
+  report names no folder of the machine that wrote it."""
+  parts = os.path.normpath(metadata_path).split(os.sep)
+  return '/'.join(parts[-3:])
+
+
 def render_markdown(run: RunResults, figures: Dict[str, str]) -> str:
   """The report; `figures` maps a figure's name to its path relative to the report."""
   s = run.sampling
   out = [f'# Quick, Draw! sketch classification and similarity search: run {run.run_id}', '',
          f'Generated {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} from ML Metadata '
-         f'(`{run.metadata_path}`). {_DATA_CREDIT}', '',
+         f'(`{_shown_path(run.metadata_path)}` in the run\'s output directory). {_DATA_CREDIT}',
+         '',
          '## Abstract', '', _abstract(run), '',
          '## Introduction', '',
          'Quick, Draw! holds millions of sketches that players drew in under 20 seconds for one of '
@@ -577,31 +734,48 @@ def render_markdown(run: RunResults, figures: Dict[str, str]) -> str:
          'Trainer, which fitted it, its own EmbeddingEvaluator, which measured it and decided '
          'its blessing, and its own Pusher, which exported it to the registry when blessed; '
          'ModelComparison set the two models\' metrics side by side.', '',
-         f'- Source: `{s.get("source", "?")}`; seed {s.get("seed", "?")}; '
+         f'- Source: {_shown_source(s.get("source", "?"))}; seed {s.get("seed", "?")}; '
          f'{s.get("num_categories", "?")} categories x ({s.get("train_per_category", "?")} train + '
          f'{s.get("test_per_category", "?")} test) drawings.']
   out += ['', _training_table(run), '']
+  budget = _budget_sentence(run)
+  if budget:
+    out += [budget, '']
+  training_run = _training_run_table(run)
+  if training_run:
+    out += [training_run, '']
   if 'samples' in figures:
     out += [f'![Sample drawings]({figures["samples"]})', '']
   manifest = _manifest_table(run.manifest)
   if manifest:
-    out += ['Sampling, per category (from the ExampleGen\'s manifest):', '', manifest, '']
+    many = len(run.manifest.get('categories') or ()) > MANIFEST_ROWS
+    out += [('Sampling, over the categories (each one in the ExampleGen\'s manifest.json):'
+             if many else 'Sampling, per category (from the ExampleGen\'s manifest):'), '',
+            manifest, '']
   out += ['Wall time per component:', '', _wall_time_table(run), '']
   if 'wall_time' in figures:
     out += [f'![Wall time per component]({figures["wall_time"]})', '']
 
+  floors = ('Floors: chance accuracy is 1 / categories; the random-ranking mAP is the expected '
+            'mAP of a random order of the other test drawings; raw pixels rank by L2 distance '
+            'between the 128x128 images themselves.')
   out += ['## Results and discussion', '', _headline_table(run), '',
-          'Floors: chance accuracy is 1 / categories; the random-ranking mAP is the expected mAP '
-          'of a random order of the other test drawings; raw pixels rank by L2 distance between '
-          'the 128x128 images themselves.', '']
+          ' '.join(t for t in (_interval_note(run), floors) if t), '']
   if 'learning_curves' in figures:
     out += ['### Learning curves', '', f'![Learning curves]({figures["learning_curves"]})', '']
   if 'pr_curves' in figures:
     out += ['### Retrieval precision-recall', '', f'![PR curves]({figures["pr_curves"]})', '']
+  if 'per_category' in figures:
+    out += ['### Every category, both models', '',
+            f'![Per-category accuracy and AP]({figures["per_category"]})', '']
   for m in run.models:
     table = _per_category_table(m)
     if table:
       out += [f'### {m.name}: per category (test split)', '', table, '']
+    if f'confusion_{m.name}' in figures:
+      out += [f'![Confusion matrix, {m.name}]({figures[f"confusion_{m.name}"]})', '']
+      note = report_figures.heatmap_note(len(_get(m.metrics, 'classification.categories') or ()))
+      out += [note, ''] if note else []
     pairs = confusion_pairs(m)
     if pairs:
       out += [f'Most frequent confusions of {m.name}:', '',
@@ -666,6 +840,10 @@ def write_report(run: RunResults, out_dir: str) -> Tuple[str, str]:
   add('samples', figure_samples, run)
   add('learning_curves', figure_learning_curves, run)
   add('pr_curves', figure_pr_curves, run)
+  order = report_figures.category_order(run.models)  # One order for every per-category figure.
+  add('per_category', report_figures.figure_per_category, run.models, order)
+  for model in run.models:
+    add(f'confusion_{model.name}', report_figures.figure_confusion, model, order)
   for model in run.models:
     add(f'retrieval_{model.name}', figure_retrieval, run, model)
   add('wall_time', figure_wall_time, run)

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import confidence
 from components.embedding_evaluator import read_metrics
 
 _STATES = metadata_store_pb2.Execution.State
@@ -120,14 +121,15 @@ def data_summary(nodes: Dict[str, NodeRun]) -> str:
 
 
 def format_table(rows: List[dict]) -> str:
-  header = ('model', 'train acc', 'test acc', 'mAP (L2, fc_1)', 'chance', 'random mAP',
-            'raw-pixel mAP', 'pushed to')
+  """The run's summary: one line per model, with 95% intervals where metrics.json has them."""
+  header = ('model', 'train acc [95% CI]', 'test acc [95% CI]', 'mAP (L2, fc_1) [95% CI]',
+            'chance', 'random mAP', 'raw-pixel mAP', 'pushed to')
   lines = []
   for row in rows:
-    def pct(key):
-      return f'{row[key]:.1%}' if row.get(key) is not None else 'n/a'
+    def pct(key):  # An older metrics.json has no *_ci95 key: the value alone.
+      return confidence.format_interval(row.get(key), row.get(f'{key}_ci95'), percent=True)
     def score(key):
-      return f'{row[key]:.3f}' if row.get(key) is not None else 'n/a'
+      return confidence.format_interval(row.get(key), row.get(f'{key}_ci95'))
     where = row['pushed_to'] if row['pushed'] else 'not pushed (below thresholds)'
     lines.append((row['model'], pct('train_accuracy'), pct('test_accuracy'), score('map'),
                   pct('chance_accuracy'), score('random_map'), score('raw_pixels_map'), where))

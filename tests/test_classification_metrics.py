@@ -62,3 +62,27 @@ def test_absent_class_unknown_category_and_fewer_than_five_classes():
 def test_mismatched_probabilities_are_refused():
   with pytest.raises(ValueError, match='do not match'):
     classification_metrics.split_metrics(['a'], ['a'], np.ones((1, 2)), ['a', 'b', 'c'])
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_per_drawing_hits_average_to_top1_and_top5(seed):
+  true, predicted, probabilities, _ = _random_split(seed)
+  true = np.concatenate([true, ['mystery']])  # Unknown: a miss at top-1 and top-5.
+  predicted = np.concatenate([predicted, ['arm']])
+  probabilities = np.concatenate([probabilities, np.full((1, len(CATEGORIES)), 1 / 7)])
+  result = classification_metrics.split_metrics(true, predicted, probabilities, CATEGORIES)
+  hits = classification_metrics.correct(true, predicted, probabilities, CATEGORIES)
+  assert set(np.unique(hits['top1'])) <= {0.0, 1.0} and hits['top5'][-1] == 0.0
+  assert hits['top1'].mean() == pytest.approx(result['top1'], abs=1e-12)
+  assert hits['top5'].mean() == pytest.approx(result['top5'], abs=1e-12)
+
+
+def test_top_k_hits_order_ties_as_scikit_learn():
+  from sklearn.metrics import top_k_accuracy_score  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  probabilities = rng.integers(0, 3, size=(400, 7)).astype(float)  # Many equal values.
+  true_ids = rng.integers(0, 7, size=400)
+  for k in (1, 2, 5):
+    hits = classification_metrics.top_k_hits(true_ids, probabilities, k)
+    assert hits.mean() == pytest.approx(top_k_accuracy_score(
+        true_ids, probabilities, k=k, labels=np.arange(7)), abs=1e-12)

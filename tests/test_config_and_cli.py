@@ -20,6 +20,23 @@ def test_full_profile_is_the_specification():
                                           '--direct_num_workers=2'}
 
 
+def test_spec_profile_is_the_specification_with_a_cpu_budget():
+  spec = config_lib.PROFILES['spec']
+  assert (spec.num_categories, spec.train_per_category, spec.test_per_category,
+          spec.image_size) == (100, 1000, 50, 128)
+  # A wall-clock budget per model, the whole test split, train accuracy on a stated sample.
+  assert all(t.time_budget_minutes > 0 for t in spec.training.values())
+  assert spec.train_eval_max_examples == 5000
+  assert spec.pipeline_name not in {c.pipeline_name for n, c in config_lib.PROFILES.items()
+                                    if n != 'spec'}
+
+
+@pytest.mark.parametrize('name', sorted(config_lib.PROFILES))
+def test_both_models_get_the_same_training_budget_in_every_profile(name):
+  sknet, skresnet = (config_lib.PROFILES[name].training[m] for m in config_lib.MODEL_NAMES)
+  assert sknet == skresnet
+
+
 def test_profiles_have_distinct_metadata_and_ordered_sizes():
   sizes = [config_lib.PROFILES[p] for p in ('smoke', 'default', 'full')]
   assert [c.num_categories * c.train_per_category for c in sizes] == sorted(

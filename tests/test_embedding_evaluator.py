@@ -15,6 +15,7 @@ from sklearn.metrics import average_precision_score
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
+from components import confidence
 from components import embedding_evaluator
 from components import retrieval
 
@@ -158,6 +159,13 @@ def test_metrics_json_follows_the_schema_and_matches_independent_numbers(evaluat
   assert metrics['random_map'] == pytest.approx(retrieval.random_ranking_map(
       data['category'])['random_map'])
   assert metrics['map'] > metrics['random_map']
+  # The intervals resample these very drawings and queries.
+  correct = (data['predicted'] == data['category']).astype(float)
+  assert metrics['test_accuracy_ci95'] == confidence.mean_interval(correct)
+  assert metrics['map_ci95'] == confidence.mean_interval(data['ap_l2'])
+  for key in embedding_evaluator.INTERVALS:
+    interval = metrics[key]
+    assert interval[0] <= metrics[key[:-len('_ci95')]] <= interval[1], key
   for key in embedding_evaluator.HEADLINE_METRICS + embedding_evaluator.EXTRA_PROPERTIES:
     for artifact in (evaluated['evaluation'], evaluated['blessing']):
       assert artifact.get_float_custom_property(key) == pytest.approx(metrics[key]), key

@@ -25,12 +25,26 @@ def _split(rng, n, skill):
           'pixels': rng.random(size=(n, 25)).astype(np.float32)}
 
 
-def _metrics(name, skill, seed):
+def _evaluated(name, skill, seed, test_size=24):
+  """(metrics.json, the Embeddings artifact's arrays) of a made-up model."""
   rng = np.random.default_rng(seed)
-  metrics, _ = embedding_evaluator.compute_metrics(
-      name, _split(rng, 40, skill), _split(rng, 24, skill), CATEGORIES)
+  train, test = _split(rng, 40, skill), _split(rng, test_size, skill)
+  metrics, per_query = embedding_evaluator.compute_metrics(name, train, test, CATEGORIES)
   metrics['blessed'] = skill > 1
-  return metrics
+  return metrics, {'id': test['id'], 'category': test['category'],
+                   'predicted': test['predicted'], **per_query}
+
+
+def _metrics(name, skill, seed):
+  return _evaluated(name, skill, seed)[0]
+
+
+def _embeddings(root, name, per_query):
+  artifact = embedding_evaluator.Embeddings()
+  artifact.uri = os.path.join(root, f'{name}-embeddings')
+  os.makedirs(artifact.uri)
+  embedding_evaluator._write_npz(artifact.uri, per_query)  # pylint: disable=protected-access
+  return artifact
 
 
 def _evaluation(root, metrics):
@@ -82,6 +96,55 @@ def test_every_metric_is_compared(tmp_path):
   assert '| `retrieval.l2.map` |' in markdown
   assert markdown.count('\n| `') == len(result['rows']) + len(
       [p for p in model_comparison.HEADLINE_ROWS if p in rows])
+  assert result['schema_version'] == 2
+  assert result['paired_difference'] is None  # No embeddings given.
+  assert 'Paired difference' not in markdown
+
+
+def test_intervals_of_each_model_hold_its_values():
+  metrics = _metrics('sknet', 1.5, 0)
+  for key in embedding_evaluator.INTERVALS:
+    value, interval = metrics[key[:-len('_ci95')]], metrics[key]
+    assert interval[0] <= value <= interval[1], key
+  assert metrics['ci95_method']['resamples'] == 2000
+  json.dumps(metrics, allow_nan=False)  # Strict JSON, as the Evaluator writes it.
+
+
+def test_paired_difference_from_the_embeddings(tmp_path):
+  (first, first_pq), (second, second_pq) = (_evaluated('sknet', 4.0, 0, test_size=200),
+                                            _evaluated('skresnet', 0.3, 1, test_size=200))
+  output = model_comparison.Comparison()
+  output.uri = str(tmp_path / 'comparison')
+  os.makedirs(output.uri)
+  root = str(tmp_path)
+  executor = model_comparison.ModelComparison.EXECUTOR_SPEC.executor_class()
+  executor.Do({'first_evaluation': [_evaluation(root, first)],
+               'second_evaluation': [_evaluation(root, second)],
+               'first_embeddings': [_embeddings(root, 'sknet', first_pq)],
+               'second_embeddings': [_embeddings(root, 'skresnet', second_pq)]},
+              {'comparison': [output]}, {})
+  result = model_comparison.read_comparison(output.uri)
+  paired = result['paired_difference']
+  assert paired['difference_of'] == 'sknet - skresnet' and paired['test_drawings'] == 200
+  accuracy = paired['test_accuracy']
+  assert accuracy['difference'] == pytest.approx(first['test_accuracy'] - second['test_accuracy'])
+  assert paired['map']['difference'] == pytest.approx(first['map'] - second['map'])
+  assert accuracy['ci95'][0] > 0 and accuracy['excludes_zero'] is True  # Far more skill.
+  assert paired['map']['excludes_zero'] is True
+  assert output.get_int_custom_property('test_accuracy_difference_significant') == 1
+  with open(os.path.join(output.uri, model_comparison.COMPARISON_MARKDOWN)) as f:
+    markdown = f.read()
+  assert '## Paired difference (sknet - skresnet)' in markdown
+  assert markdown.index('## Paired difference') < markdown.index('## Every metric')
+  row = next(line for line in markdown.splitlines() if line.startswith('| test top-1 accuracy'))
+  assert row.endswith('| yes |')
+
+
+def test_same_model_twice_has_no_significant_difference():
+  metrics, per_query = _evaluated('sknet', 1.0, 0, test_size=100)
+  paired = model_comparison.compare(metrics, metrics, per_query, per_query)['paired_difference']
+  assert paired['test_accuracy']['ci95'] == [0.0, 0.0]
+  assert paired['map']['excludes_zero'] is False
 
 
 def test_undefined_values_win_nothing():

@@ -1,5 +1,6 @@
 """The whole pipeline on the smoke profile, checked through ML Metadata, then run again."""
 import io
+import math
 import os
 
 import numpy as np
@@ -143,6 +144,18 @@ def test_comparison_of_the_two_models_is_recorded(smoke):
     assert rows['classification.test.top1']['values'][model] == pytest.approx(
         metrics['test_accuracy'])
   assert tf.io.gfile.exists(os.path.join(artifact.uri, model_comparison.COMPARISON_MARKDOWN))
+  # The paired difference, from both Evaluators' per-drawing outcomes (first - second).
+  first, second = (embedding_evaluator.read_metrics(
+      _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation').uri) for model in MODELS)
+  paired = comparison['paired_difference']
+  assert paired is not None, 'ModelComparison was not given the two Embeddings artifacts'
+  assert paired['test_drawings'] == first['test_examples']
+  assert paired['test_accuracy']['difference'] == pytest.approx(
+      first['test_accuracy'] - second['test_accuracy'])
+  assert paired['map']['difference'] == pytest.approx(first['map'] - second['map'])
+  for key in ('test_accuracy', 'map'):
+    low, high = paired[key]['ci95']
+    assert low <= paired[key]['difference'] <= high
 
 
 @pytest.mark.parametrize('model', MODELS)
@@ -163,6 +176,12 @@ def test_blessed_model_was_pushed_with_a_model_card(smoke, model):
   assert card['data']['seed'] == config.seed
   assert card['lineage']['model_artifact']['uri'] == _single(
       nodes, f'Trainer.{model}', 'model').uri
+  # Which precision the Trainer chose, and what it did, travel with the model.
+  run = card['training_run']
+  assert run['precision'] in ('float32', 'mixed_bfloat16', 'mixed_float16')
+  assert run['steps'] == run['epochs'] * math.ceil(
+      config.num_categories * config.train_per_category / config.training[model].batch_size)
+  assert run['precision'] in registry_pusher.model_card_markdown(card)
 
 
 def test_second_identical_run_is_served_from_cache(smoke):
