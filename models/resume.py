@@ -15,6 +15,7 @@ from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
+
 class TrainingState:
   """The checkpoint of one training run in `directory` (one per set of inputs and settings)."""
 
