@@ -128,6 +128,11 @@ def _both(**kwargs) -> Dict[str, TrainingConfig]:
 #   about 100 minutes: each model trains for the same 35 minutes (the epochs reached are
 #   reported), train accuracy on a random 5,000 of the training drawings.
 # full: the specification with many epochs; a GPU job (Kubeflow) or a very long CPU run.
+# The specification's sample (spec, full) runs its Beam stages on two worker processes: on an
+# idle 2-core machine its ExampleGen ran 1.5x a single-process loop (in_memory: 0.9x;
+# benchmarks/README.md). Small profiles keep in_memory, where the workers' start-up costs more
+# than it saves.
+TWO_BEAM_WORKERS = ('--direct_running_mode=multi_processing', '--direct_num_workers=2')
 PROFILES: Dict[str, PipelineConfig] = {
     'smoke': PipelineConfig(
         profile='smoke', num_categories=3, train_per_category=24, test_per_category=8,
@@ -143,18 +148,13 @@ PROFILES: Dict[str, PipelineConfig] = {
         training=_both(epochs=20, batch_size=32, time_budget_minutes=35.0,
                        batchnorm_recalibration_batches=50),
         train_eval_max_examples=5000, min_test_accuracy=0.1, min_map=0.05,
-        beam_pipeline_args=('--direct_running_mode=multi_processing', '--direct_num_workers=2'),
-        pipeline_name='quickdraw-tfx-spec'),
+        beam_pipeline_args=TWO_BEAM_WORKERS, pipeline_name='quickdraw-tfx-spec'),
     'full': PipelineConfig(
         profile='full', num_categories=100, train_per_category=1000, test_per_category=50,
         training=_both(epochs=30, batch_size=64, batchnorm_momentum=0.99,
                        batchnorm_recalibration_batches=200),
         train_eval_max_examples=20000, min_test_accuracy=0.5, min_map=0.3,
-        # Two Beam worker processes: on an idle 2-core machine the ExampleGen of this sample
-        # ran 1.5x a single-process loop (in_memory: 0.9x; benchmarks/README.md). Small
-        # profiles keep in_memory, where the workers' start-up costs more than it saves.
-        beam_pipeline_args=('--direct_running_mode=multi_processing', '--direct_num_workers=2'),
-        pipeline_name='quickdraw-tfx-full'),
+        beam_pipeline_args=TWO_BEAM_WORKERS, pipeline_name='quickdraw-tfx-full'),
 }
 
 

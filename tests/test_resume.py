@@ -18,10 +18,7 @@ STEPS_PER_EPOCH = 6
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-  folder = tmp_path_factory.mktemp('resume')
-  examples = training_fixtures.write_examples(str(folder / 'examples'))
-  transform = training_fixtures.build_transform_graph(examples, str(folder / 'transform'))
-  return examples, transform
+  return training_fixtures.examples_and_transform(str(tmp_path_factory.mktemp('resume')))
 
 
 def _command(data, work_dir, weights, **config):

@@ -21,10 +21,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-  folder = tmp_path_factory.mktemp('tiny')
-  examples = training_fixtures.write_examples(str(folder / 'examples'))
-  transform = training_fixtures.build_transform_graph(examples, str(folder / 'transform'))
-  return examples, transform
+  return training_fixtures.examples_and_transform(str(tmp_path_factory.mktemp('tiny')))
 
 
 @pytest.fixture(scope='module')

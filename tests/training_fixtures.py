@@ -83,6 +83,12 @@ def build_transform_graph(examples_dir: str, output_dir: str,
   return output_dir
 
 
+def examples_and_transform(folder: str):
+  """(examples folder, transform graph folder) of the default tiny data under `folder`."""
+  examples = write_examples(os.path.join(folder, 'examples'))
+  return examples, build_transform_graph(examples, os.path.join(folder, 'transform'))
+
+
 def fn_args(examples_dir: str, transform_dir: str, work_dir: str, base_model: str = None,
             **config) -> fn_args_utils.FnArgs:
   """FnArgs as the Trainer executor builds them, for a 1-epoch tiny skNet unless overridden."""
