@@ -5,6 +5,9 @@
   python benchmarks/training.py input --pipeline-root PATH [--precision mixed_bfloat16]
                                            # Trainer input vs in-memory tensors, same precision
   python benchmarks/training.py precision  # mixed bfloat16 / float16 and XLA against float32
+  python benchmarks/training.py teardown --pipeline-root PATH
+                                           # seconds fit() takes to return after its last
+                                           # step, tf.data autotuning on and off
 
 Every comparison runs its variants interleaved in one process (A B A B ...) and reports the
 median, so a machine shared with other work slows all variants alike.
@@ -203,9 +206,8 @@ def _latest(pipeline_root: str, node: str, key: str) -> str:
   return os.path.join(folder, runs[-1])
 
 
-def cmd_input(args) -> dict:
-  """The Trainer's tf.data input (raw PNG examples -> transform graph -> batches) against the
-  same model fed one in-memory batch, on the examples and transform graph of a pipeline run."""
+def _trainer_input(pipeline_root: str):
+  """(files, data accessor, transform output) of a pipeline run, as the Trainer gets them."""
   import tensorflow_transform as tft
   from tfx.components.trainer import fn_args_utils
   from tfx.components.util import tfxio_utils
@@ -213,14 +215,59 @@ def cmd_input(args) -> dict:
   from tfx.types import standard_artifacts
 
   examples = standard_artifacts.Examples()
-  examples.uri = _latest(args.pipeline_root, 'QuickDrawExampleGen', 'examples')
+  examples.uri = _latest(pipeline_root, 'QuickDrawExampleGen', 'examples')
   examples.split_names = artifact_utils.encode_split_names(['train', 'test'])
   accessor = fn_args_utils.DataAccessor(
       tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
       record_batch_factory=None, data_view_decode_fn=None)
-  transform_output = tft.TFTransformOutput(
-      _latest(args.pipeline_root, 'Transform', 'transform_graph'))
-  files = [os.path.join(examples.uri, 'Split-train', '*')]
+  transform_output = tft.TFTransformOutput(_latest(pipeline_root, 'Transform', 'transform_graph'))
+  return [os.path.join(examples.uri, 'Split-train', '*')], accessor, transform_output
+
+
+def cmd_teardown(args) -> dict:
+  """How long fit() takes to return after its last step, on the Trainer's repeated input with
+  tf.data autotuning on and off: the autotuning thread holds the iterator's destructor.
+
+  The model is a small one, so the input pipeline does most of the work, as on 2 cores.
+  """
+  files, accessor, transform_output = _trainer_input(args.pipeline_root)
+
+  class EndOfTraining(keras.callbacks.Callback):
+
+    def on_train_end(self, logs=None):
+      self.at = time.perf_counter()
+
+  def fit_once(autotune: bool):
+    dataset = trainer._dataset(files, accessor, transform_output, args.batch_size,  # pylint: disable=protected-access
+                               shuffle=True, seed=0, repeat=True)
+    options = tf.data.Options()
+    options.autotune.enabled = autotune
+    model = keras.Sequential([
+        keras.layers.AveragePooling2D(8, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1)),
+        keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES)])
+    model.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    end = EndOfTraining()
+    start = time.perf_counter()
+    model.fit(dataset.with_options(options), steps_per_epoch=args.steps, epochs=2, verbose=0,
+              callbacks=[end])
+    returned = time.perf_counter()
+    return {'fit_seconds': returned - start, 'teardown_seconds': returned - end.at}
+
+  runs = {'autotune_on': [], 'autotune_off': []}
+  for _ in range(args.repeats):
+    for label in runs:
+      runs[label].append(fit_once(label == 'autotune_on'))
+      print(f'  {label}: {runs[label][-1]}', flush=True)
+  return {'batch_size': args.batch_size, 'steps_per_epoch': args.steps, 'epochs': 2,
+          'repeats': args.repeats, 'runs': runs,
+          'median_teardown_seconds': {label: _median([r['teardown_seconds'] for r in rows])
+                                      for label, rows in runs.items()}}
+
+
+def cmd_input(args) -> dict:
+  """The Trainer's tf.data input (raw PNG examples -> transform graph -> batches) against the
+  same model fed one in-memory batch, on the examples and transform graph of a pipeline run."""
+  files, accessor, transform_output = _trainer_input(args.pipeline_root)
 
   def pipeline_input(augmentation=None):
     # Repeated so a timing never waits on the end of the (small) smoke split.
@@ -238,7 +285,8 @@ def cmd_input(args) -> dict:
   print(f'  input pipeline alone: {input_only:.1f} images/s', flush=True)
 
   result = {'batch_size': args.batch_size, 'steps': args.steps, 'repeats': args.repeats,
-            'precision': args.precision, 'examples': os.path.relpath(examples.uri),
+            'precision': args.precision,
+            'examples': os.path.relpath(os.path.dirname(os.path.dirname(files[0]))),
             'input_pipeline_alone_images_per_second': input_only}
   from models import augmentation as augmentation_lib
   for name in MODELS:
@@ -264,7 +312,7 @@ def cmd_input(args) -> dict:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('command', choices=('flops', 'profile', 'input', 'precision'))
+  parser.add_argument('command', choices=('flops', 'profile', 'input', 'precision', 'teardown'))
   parser.add_argument('--batch-size', type=int, default=32)
   parser.add_argument('--steps', type=int, default=3, help='training steps per timing')
   parser.add_argument('--repeats', type=int, default=3, help='interleaved rounds (median)')
@@ -280,8 +328,8 @@ def main(argv=None) -> int:
   parser.add_argument('--input-only-batches', type=int, default=20)
   parser.add_argument('--output', help='also write the result as JSON here')
   args = parser.parse_args(argv)
-  if args.command == 'input' and not args.pipeline_root:
-    parser.error('input needs --pipeline-root (run `make run PROFILE=smoke` first)')
+  if args.command in ('input', 'teardown') and not args.pipeline_root:
+    parser.error(f'{args.command} needs --pipeline-root (run `make run PROFILE=smoke` first)')
   started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
   result = {'command': args.command, 'started': started, 'cpus': os.cpu_count(),
             'machine': {**precision.describe_machine(),
