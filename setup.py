@@ -9,7 +9,10 @@ setuptools.setup(
     python_requires='>=3.10,<3.11',
     packages=setuptools.find_packages(
         include=['pipeline', 'components', 'models', 'serving', 'kubeflow']),
-    package_data={'components': ['data/*.txt']},
+    package_data={
+        'components': ['data/*.txt'],
+        'serving': ['templates/*.html', 'static/*.js', 'static/*.css'],  # The sketch pad.
+    },
     install_requires=[
         'tfx[kfp]==1.16.0',
         'apache-beam[gcp]==2.60.0',
@@ -23,6 +26,7 @@ setuptools.setup(
         'markdown',  # report.md -> report.html
         'shapely',  # Ramer-Douglas-Peucker for raw strokes (components/stroke_simplification.py).
         'flask',  # serving/http.py
+        'waitress',  # serving/server.py: the production WSGI server of `serve`
     ],
     extras_require={'test': ['pytest', 'faiss-cpu'], 'ann': ['faiss-cpu']},
     entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},

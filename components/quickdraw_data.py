@@ -13,7 +13,7 @@ import gzip
 import hashlib
 import heapq
 import io
-import json
+import math
 import os
 import random
 import urllib.parse
@@ -25,12 +25,15 @@ from PIL import Image, ImageDraw
 import tensorflow as tf
 
 from components import stroke_simplification
+from components import strict_json
 
 # Suffixes of category files, in order of preference when a category has several.
 CATEGORY_SUFFIXES = ('.ndjson', '.ndjson.gz', '.npy')
 SIMPLIFIED_SUFFIXES = ('.ndjson', '.ndjson.gz')  # Kept for readers of the first version.
 # Simplified drawings are aligned and scaled by Google to this coordinate range.
 SIMPLIFIED_MAX = 255
+# Raw coordinates are screen pixels; a bound far beyond any screen keeps simplification finite.
+RAW_MAX = 2 ** 31
 BITMAP_SIDE = 28
 
 # Formats as the manifest names them.
@@ -42,7 +45,8 @@ FORMATS = (SIMPLIFIED, RAW, BITMAP)
 # Lines that are read but not used, by reason. The manifest counts each one; more than
 # `max_skip_ratio` of a file's lines skipped fails the run.
 SKIP_REASONS = ('malformed_json', 'no_drawing', 'empty_drawing', 'bad_stroke',
-                'stroke_xy_length_mismatch', 'coordinates_out_of_range', 'word_mismatch')
+                'stroke_xy_length_mismatch', 'non_finite_number', 'coordinates_out_of_range',
+                'word_mismatch')
 DEFAULT_MAX_SKIP_RATIO = 0.01
 
 # Feature names of the emitted tf.Examples; schema/schema.pbtxt lists the same.
@@ -180,8 +184,18 @@ def _checked_strokes(drawing, raw: bool) -> Drawing:
                       'and y lists (it has no points).')
     for values in (xs, ys):
       # Set, min and max run in C: this check is most of the reading time otherwise.
-      if not set(map(type, values)) <= _NUMBER_TYPES:
+      types = set(map(type, values))
+      if not types <= _NUMBER_TYPES:
         raise _SkipLine('bad_stroke', f'stroke {i} has coordinates that are not numbers.')
+      # Checked before min and max, which NaN misleads; ints are finite (and may be too
+      # large for a float, which the range checks refuse).
+      if float in types and not all(type(v) is int or math.isfinite(v) for v in values):
+        raise _SkipLine('non_finite_number',
+                        f'stroke {i} has coordinates that are not finite numbers (NaN or '
+                        'infinite).')
+      if raw and (min(values) < -RAW_MAX or max(values) > RAW_MAX):
+        raise _SkipLine('coordinates_out_of_range',
+                        f'stroke {i} has coordinates beyond +-{RAW_MAX}, far outside any screen.')
       if not raw and (min(values) < 0 or max(values) > SIMPLIFIED_MAX):
         raise _SkipLine(
             'coordinates_out_of_range',
@@ -199,10 +213,12 @@ def _is_raw(record) -> bool:
 
 
 def _parse_record(line: bytes):
+  """The JSON value of a line: UTF-8, finite numbers only, nested at most 400 deep."""
   try:
-    return json.loads(line)
-  except ValueError as e:
-    raise _SkipLine('malformed_json', f'not a JSON object ({e}).') from e
+    return strict_json.loads(line)
+  except strict_json.JsonLineError as e:
+    reason = 'non_finite_number' if e.reason == strict_json.NOT_FINITE else 'malformed_json'
+    raise _SkipLine(reason, f'{e}.') from e
 
 
 def _checked_drawing(record, category: str, raw: bool) -> Drawing:
@@ -222,9 +238,18 @@ def parse_drawing(line: bytes, path: str, line_number: int, category: str,
                   raw: bool = False) -> Drawing:
   """The strokes of one ndjson line, checked; raises with the file and line on bad input."""
   try:
-    return _checked_drawing(_parse_record(line), category, raw)
+    record = _parse_record(line)
   except _SkipLine as e:
     raise QuickDrawDataError(f'{path}:{line_number}: {e}') from e
+  return record_drawing(record, f'{path}:{line_number}', category, raw)
+
+
+def record_drawing(record, where: str, category: str, raw: bool = False) -> Drawing:
+  """The strokes of a parsed ndjson record, checked; raises naming `where` on bad input."""
+  try:
+    return _checked_drawing(record, category, raw)
+  except _SkipLine as e:
+    raise QuickDrawDataError(f'{where}: {e}') from e
 
 
 @dataclasses.dataclass

@@ -5,8 +5,10 @@ The registry is a folder per model with one numbered version folder per push
 Each version holds the SavedModel with `assets.extra/categories.txt`, `model_card.json` and
 `model_card.md` (metrics, categories, data manifest, training configuration, lineage, code
 version) and `gallery.npz` (embeddings, categories, ids and PNGs of the gallery drawings, so
-search needs none of the pipeline's artifacts). Everything is written into a temporary
-folder that is renamed to the version number last: readers never see a half push.
+search needs none of the pipeline's artifacts). Everything is staged in a temporary folder and
+published under a version number claimed last, with model_card.json written after every other
+file (`serving/publishing.py`): readers never see a half push, and concurrent pushes get
+different numbers.
 
 Beyond TFX's Pusher inputs (model, model_blessing) it takes, all optional, the examples
 (gallery PNGs, data manifest), the Evaluator's embeddings (the test split's gallery
@@ -38,6 +40,7 @@ from components import embedding_evaluator
 from components import quickdraw_example_gen
 from components.embedding_evaluator import HEADLINE_METRICS
 from models import trainer
+from serving import publishing
 from serving import registry
 
 MODEL_CARD_FILE = registry.MODEL_CARD_FILE
@@ -208,19 +211,22 @@ class Executor(pusher_executor.Executor):
     custom_config = json_utils.loads(
         exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or 'null') or {}
 
-    def stage(folder: str, version: int) -> None:
+    card = {}
+
+    def stage(folder: str) -> None:
       io_utils.copy_dir(model_path, folder)
       gallery = self._gallery(input_dict, custom_config, model_path)
       if gallery is not None:
         registry.write_gallery(os.path.join(folder, registry.GALLERY_FILE), gallery)
-      card = self._model_card(input_dict, custom_config, folder, version, gallery)
-      with tf.io.gfile.GFile(os.path.join(folder, registry.MODEL_CARD_MARKDOWN), 'w') as f:
-        f.write(model_card_markdown(card))
-      # Written last: on a store without atomic rename, its presence marks a complete version.
-      with tf.io.gfile.GFile(os.path.join(folder, MODEL_CARD_FILE), 'w') as f:
-        json.dump(card, f, indent=2)
+      card.update(self._model_card(input_dict, custom_config, folder, gallery))
 
-    version, published = registry.publish(model_dir, stage)
+    def card_files(version: int) -> Dict[str, str]:
+      # The version is known only once claimed, after staging; publish writes these last.
+      card['version'] = str(version)
+      return {registry.MODEL_CARD_MARKDOWN: model_card_markdown(card),
+              MODEL_CARD_FILE: json.dumps(card, indent=2)}
+
+    version, published = publishing.publish(model_dir, stage, card_files)
     # The artifact keeps the card of what was pushed (the registry holds the model itself).
     for name in (MODEL_CARD_FILE, registry.MODEL_CARD_MARKDOWN):
       io_utils.copy_file(os.path.join(published, name), os.path.join(pushed.uri, name), True)
@@ -236,8 +242,9 @@ class Executor(pusher_executor.Executor):
       return None
     return build_gallery(splits, examples, _single(input_dict, EMBEDDINGS_KEY), model_path)
 
-  def _model_card(self, input_dict, custom_config, folder: str, version: int,
+  def _model_card(self, input_dict, custom_config, folder: str,
                   gallery: Optional[registry.Gallery]) -> Dict[str, Any]:
+    """The card of a staged version; 'version' is filled in when the number is claimed."""
     model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
     blessing = artifact_utils.get_single_instance(
         input_dict[standard_component_specs.MODEL_BLESSING_KEY])
@@ -252,7 +259,7 @@ class Executor(pusher_executor.Executor):
 
     return {
         'model_name': custom_config.get('model_name'),
-        'version': str(version),
+        'version': None,
         'pushed_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         # The blessing's headline metrics (what the blessing was decided on) ...
         'metrics': {key: blessing.get_float_custom_property(key) for key in HEADLINE_METRICS

@@ -1,26 +1,47 @@
 """The search endpoint over HTTP (Flask): a small JSON API on the model registry.
 
   GET  /models                              pushed versions with headline metrics
-  GET  /models/<model>?version=latest       one model card
+  GET  /models/<model>?version=latest       one model card (storage locations left out)
   POST /search?model=<m>&k=10&version=latest
        body: a PNG (Content-Type image/png), ndjson lines (application/x-ndjson or
        application/json), or a multipart form with the file in field `query`
+  GET  /health                              liveness, and the versions loaded
 
-Bad input gets a 4xx with {"error": {"status", "message"}}: 400 bad query or parameter,
-404 unknown model or version, 413 upload over the limit, 415 unsupported content type.
+Every error is JSON, {"error": {"status", "message"}}: 400 bad query, parameter or version
+string, 404 unknown model, version or route, 405 wrong method, 413 upload over the limit
+(chunked or not), 415 unsupported content type, 500 the server failed (the log has the
+traceback). Responses name no file or folder of the server.
+
+The app keeps the `max_models` most recently used versions loaded (serving/model_cache.py)
+and batches concurrent searches on one version into one model call (serving/batching.py).
+Run it with serving/server.py (`quickdraw-tfx serve`).
 """
-import threading
-from typing import Dict, Tuple
+import ctypes
+import ctypes.util
+import gc
+import io
+import json
+import os
+import re
+import weakref
+from typing import Callable, Optional, Tuple
 
 import flask
 from werkzeug import exceptions
 
+from serving import batching
+from serving import model_cache
+from serving import pad
 from serving import registry
 from serving import search
+from serving import server
 
-# A sketch PNG is a few KB; an ndjson batch of MAX_QUERIES drawings stays well under this.
-MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+MAX_UPLOAD_BYTES = server.MAX_UPLOAD_BYTES
 _NDJSON_TYPES = ('application/x-ndjson', 'application/json', 'application/ndjson', 'text/plain')
+# A string that names a place on the server or its storage: a path (POSIX or Windows,
+# absolute or ./ ../) or a file system's URI (gs://, file://, ...); http(s) addresses stay.
+_LOCATION = re.compile(
+    r'^(/|~|\.\.?[\\/]|[A-Za-z]:[\\/]|\\\\|(?!https?://)[A-Za-z][A-Za-z0-9+.-]*://)')
 
 
 class _BadRequest(Exception):
@@ -30,20 +51,34 @@ class _BadRequest(Exception):
     self.status = status
 
 
-def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> flask.Flask:
-  app = flask.Flask(__name__)
+def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_models: int = model_cache.DEFAULT_CAPACITY,
+               max_batch: int = batching.MAX_BATCH,
+               batch_wait: float = batching.MAX_WAIT_SECONDS,
+               load_searcher: Optional[Callable[[registry.ModelVersion], object]] = None
+               ) -> flask.Flask:
+  """The app. `load_searcher(model_version)` makes a searcher (default: a BatchedSearcher)."""
+  app = flask.Flask(__name__, static_folder=None)  # The sketch pad serves its own files.
   app.config['MAX_CONTENT_LENGTH'] = max_upload_bytes
-  searchers: Dict[Tuple[str, int], search.Searcher] = {}
-  lock = threading.Lock()
+  app.wsgi_app = _BoundedBody(app.wsgi_app, max_upload_bytes)
+  make = load_searcher or (lambda version: BatchedSearcher(version, max_batch, batch_wait))
 
-  def searcher_for(resolved: registry.ModelVersion) -> search.Searcher:
-    with lock:
-      key = (resolved.model, resolved.version)
-      if key not in searchers:
-        searchers[key] = search.Searcher(resolved)
-      return searchers[key]
+  def load(version: registry.ModelVersion):
+    free_unused_memory()  # What evicted versions left, before a new one takes more.
+    return make(version)
+
+  searchers = model_cache.LruCache(max_models, after_eviction=free_unused_memory)
+  app.extensions['searchers'] = searchers
+  hidden = sorted({path for path in (os.path.abspath(registry_root),
+                                     os.path.realpath(registry_root)) if len(path) > 1},
+                  key=len, reverse=True)
+
+  def searcher_for(resolved: registry.ModelVersion):
+    return searchers.get((resolved.model, resolved.version), lambda: load(resolved))
 
   def error(status: int, message: str):
+    for path in hidden:  # Belt and braces: no message names the registry's location.
+      message = message.replace(path, '<registry>')
     return flask.jsonify({'error': {'status': status, 'message': message}}), status
 
   @app.errorhandler(_BadRequest)
@@ -54,6 +89,10 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
   def bad_query(e: search.QueryError):
     return error(400, str(e))
 
+  @app.errorhandler(registry.BadVersionError)
+  def bad_version(e: registry.BadVersionError):
+    return error(400, str(e))
+
   @app.errorhandler(registry.RegistryError)
   def unknown(e: registry.RegistryError):
     return error(404, str(e))
@@ -62,23 +101,36 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
   def http_error(e: exceptions.HTTPException):
     message = e.description
     if isinstance(e, exceptions.RequestEntityTooLarge):
-      message = f'the upload is over the limit of {max_upload_bytes} bytes'
-    return error(e.code or 500, message)
+      message = _too_large(max_upload_bytes)
+    elif isinstance(e, exceptions.MethodNotAllowed):
+      allowed = [m for m in e.valid_methods if m not in ('HEAD', 'OPTIONS')]
+      message = f'{flask.request.method} is not allowed here; use {", ".join(allowed)}'
+    elif isinstance(e, exceptions.NotFound) and e.description == exceptions.NotFound.description:
+      message = (f'{flask.request.path}: not found; the API is GET /models, '
+                 'GET /models/<model>, POST /search?model=<model>, GET /health')
+    response, status = error(e.code or 500, message)
+    if isinstance(e, exceptions.MethodNotAllowed):
+      response.headers['Allow'] = ', '.join(e.valid_methods)
+    return response, status
 
   @app.errorhandler(Exception)
   def failed(e: Exception):
-    app.logger.exception('search failed')  # The traceback goes to the log, not the client.
+    app.logger.exception('request failed')  # The traceback goes to the log, not the client.
     return error(500, f'the server failed: {type(e).__name__}')
+
+  @app.get('/health')
+  def health():
+    return flask.jsonify({'status': 'ok', 'loaded': [
+        {'model': model, 'version': version} for model, version in searchers.keys()]})
 
   @app.get('/models')
   def models():
-    return flask.jsonify({'registry': registry_root,
-                          'models': registry.summary_rows(registry_root)})
+    return flask.jsonify({'models': registry.summary_rows(registry_root)})
 
   @app.get('/models/<model>')
   def model_card(model: str):
     version = registry.resolve(registry_root, model, flask.request.args.get('version', 'latest'))
-    return flask.jsonify(version.card)
+    return flask.jsonify(public_card(version.card))
 
   @app.post('/search')
   def search_endpoint():
@@ -94,7 +146,8 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
       raise _BadRequest(400, f'k={k}: choose 1 to {search.MAX_K}')
     # Resolved per request so a new push is served at once; the query is checked before the
     # model is loaded.
-    resolved = registry.resolve(registry_root, model, args.get('version', 'latest'))
+    resolved = registry.resolve(registry_root, model, args.get('version', 'latest'),
+                                need_gallery=True)
     name, data = _upload()
     queries = search.queries_from_bytes(data, name, *search.render_settings(resolved.card))
     searcher = searcher_for(resolved)
@@ -104,7 +157,91 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
                           'gallery_size': len(searcher.gallery),
                           'queries': [r.to_dict() for r in results]})
 
+  app.register_blueprint(pad.create_blueprint(registry_root))  # The sketch pad at /.
   return app
+
+
+class BatchedSearcher(search.Searcher):
+  """A Searcher whose model calls go through a MicroBatcher; `close()` stops its worker."""
+
+  def __init__(self, model_version: registry.ModelVersion, max_batch: int = batching.MAX_BATCH,
+               max_wait: float = batching.MAX_WAIT_SECONDS):
+    super().__init__(model_version)
+    # Through a weak reference: no cycle keeps the model alive once the cache and the last
+    # request let go of it.
+    this = weakref.proxy(self)
+    self.batcher = batching.MicroBatcher(
+        lambda pngs: search.Searcher.embed(this, pngs), max_batch, max_wait,
+        name=f'batcher-{model_version.model}-{model_version.version}')
+
+  def embed(self, pngs):
+    return self.batcher(pngs)
+
+  def close(self) -> None:
+    self.batcher.close()
+
+
+def free_unused_memory() -> None:
+  """Frees what dropped models left: a loaded SavedModel is full of reference cycles, which
+  only the cycle collector frees, and glibc keeps freed heap unless asked to return it."""
+  gc.collect()
+  try:
+    ctypes.CDLL(ctypes.util.find_library('c')).malloc_trim(0)
+  except (OSError, AttributeError, TypeError):  # Not glibc (macOS, Windows, musl): no trim.
+    pass
+
+
+def _too_large(limit: int) -> str:
+  return f'the upload is over the limit of {limit} bytes'
+
+
+def public_card(value):
+  """A model card as clients see it: artifact URIs left out (their ids stay), and every other
+  server location (the data source, its files) cut to its last name."""
+  if isinstance(value, dict):
+    return {k: public_card(v) for k, v in value.items() if k != 'uri'}
+  if isinstance(value, list):
+    return [public_card(v) for v in value]
+  if isinstance(value, str) and _LOCATION.match(value):
+    return re.split(r'[\\/]', value.rstrip('/\\'))[-1]
+  return value
+
+
+class _BoundedBody:
+  """WSGI middleware: a body of unknown length (chunked) is read up to the limit, and one over
+  it is answered 413, never cut (Werkzeug stops reading such a body at the limit silently).
+
+  Bodies with a Content-Length are left to Flask's MAX_CONTENT_LENGTH.
+  """
+
+  def __init__(self, app, limit: int):
+    self._app = app
+    self._limit = limit
+
+  def __call__(self, environ, start_response):
+    if environ.get('CONTENT_LENGTH') or not environ.get('wsgi.input_terminated'):
+      return self._app(environ, start_response)
+    stream, body = environ['wsgi.input'], bytearray()
+    while len(body) <= self._limit:
+      chunk = stream.read(min(64 * 1024, self._limit + 1 - len(body)))
+      if not chunk:
+        break
+      body += chunk
+    if len(body) > self._limit:
+      return _json_error(413, _too_large(self._limit), start_response)
+    # Now a body of known length, as Werkzeug reads one.
+    environ = dict(environ, CONTENT_LENGTH=str(len(body)), **{'wsgi.input': io.BytesIO(body)})
+    for key in ('wsgi.input_terminated', 'HTTP_TRANSFER_ENCODING'):
+      environ.pop(key, None)
+    return self._app(environ, start_response)
+
+
+def _json_error(status: int, message: str, start_response):
+  body = json.dumps({'error': {'status': status, 'message': message}}).encode('utf-8')
+  start_response(f'{status} {exceptions.default_exceptions[status].name}',
+                 [('Content-Type', 'application/json'), ('Content-Length', str(len(body))),
+                  ('Connection', 'close')])
+  return [body]
 
 
 def _upload() -> Tuple[str, bytes]:

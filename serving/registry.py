@@ -1,36 +1,59 @@
-"""The model registry: its layout, atomic publishing of a version, and the reader API.
+"""The model registry: its layout, version names, and the reader API.
 
-  <registry>/<model>/<version>/        a numeric version (TF Serving's layout), never overwritten
+  <registry>/<model>/<version>/        a version (TF Serving's layout), never overwritten
       saved_model.pb, variables/, assets/, assets.extra/categories.txt    the SavedModel
       model_card.json, model_card.md   metrics, categories, data, training, lineage
       gallery.npz                      the search gallery: embeddings, categories, ids, PNGs
-  <registry>/<model>/.tmp-<version>-<nonce>/   a push in progress (or one that crashed)
+  <registry>/<model>/.tmp-<nonce>/     a push being staged (or one that crashed)
 
-A push fills a temporary folder and renames it to its version number only when complete.
-Readers (and TF Serving) see numeric names only, so a crash mid-push leaves nothing they
-pick up. On a local filesystem the rename is atomic; on object stores (gs://) a folder
-rename is a copy, so readers should also require `model_card.json`, which is written last.
+Version names are canonical decimal numbers: ASCII digits, no leading zero, 1 to 18 digits
+(so every version fits TF Serving's int64). Readers ignore folders with other names ('007',
+'²', 'v2'); asking for a version that is neither such a number nor "latest" raises
+BadVersionError.
+
+Publishing (serving/publishing.py) stages a push in a temporary folder, claims its version
+number last, and writes model_card.json after every other file of the version.
+
+Reading: a version is valid when its model_card.json is a readable JSON object, saved_model.pb
+exists and, if the card names a gallery, gallery.npz exists. "latest" is the newest valid
+version; the others are skipped with a logged reason (summary_rows reports them). Asking for a
+damaged version raises DamagedVersionError. Messages and rows name models and versions, never
+the registry's path (ModelVersion.path is for the server's own use).
 """
 import dataclasses
 import io
 import json
+import logging
 import os
-import time
-import uuid
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 MODEL_CARD_FILE = 'model_card.json'
 MODEL_CARD_MARKDOWN = 'model_card.md'
 GALLERY_FILE = 'gallery.npz'
+SAVED_MODEL_FILE = 'saved_model.pb'
 CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
 TEMP_PREFIX = '.tmp-'
 LATEST = 'latest'
+MAX_VERSION = 10**18 - 1
+_VERSION_NAME = re.compile(r'[1-9][0-9]{0,17}')
+
+_log = logging.getLogger(__name__)
+_logged_skips = set()
 
 
 class RegistryError(LookupError):
-  """A model or version that is not in the registry; the message lists what is."""
+  """A model or version that is not in the registry; the message lists what is (HTTP 404)."""
+
+
+class BadVersionError(RegistryError, ValueError):
+  """A requested version that is neither "latest" nor a canonical version number (HTTP 400)."""
+
+
+class DamagedVersionError(RegistryError):
+  """A version folder that exists but cannot be used; the message says why (HTTP 404)."""
 
 
 def _gfile():
@@ -38,66 +61,72 @@ def _gfile():
   return tf.io.gfile
 
 
-def is_version_name(name: str) -> bool:
-  return name.isdigit()
+def _op_error():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.errors.OpError
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+  """repr() of a client's value, cut short: a 5,000-digit version is not echoed whole."""
+  text = repr(value)
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def is_version_name(name: Any) -> bool:
+  """'7' and '1796024836' are versions; '007', '²', '+7', '7 ' and 19 digits are not."""
+  return isinstance(name, str) and _VERSION_NAME.fullmatch(name) is not None
+
+
+def parse_version(version: Union[str, int]) -> Union[int, str]:
+  """LATEST or the version number asked for; BadVersionError for anything else."""
+  if isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= MAX_VERSION:
+    return version
+  if version == LATEST:
+    return LATEST
+  if is_version_name(version):
+    return int(version)
+  raise BadVersionError(f'version {_shown(version)} is neither "latest" nor a version number '
+                        '(1 to 18 digits, no leading zero)')
+
+
+def _is_plain_name(name: Any) -> bool:
+  """A model name that stays inside the registry folder."""
+  return (isinstance(name, str) and bool(name) and not name.startswith('.')
+          and '/' not in name and '\\' not in name)
+
+
+def _names(folder: str) -> List[str]:
+  gfile = _gfile()
+  if not gfile.isdir(folder):
+    return []
+  return [name.rstrip('/') for name in gfile.listdir(folder) if name.rstrip('/')]
+
+
+def version_folders(model_dir: str) -> List[int]:
+  """Every canonical version folder, with or without a card (or complete files), ascending."""
+  return sorted(int(name) for name in _names(model_dir) if is_version_name(name))
 
 
 def version_numbers(model_dir: str) -> List[int]:
-  """Published versions of one model, ascending; temporary and other folders are ignored."""
+  """Versions with a model card (not checked), ascending; temporary and other folders are
+  ignored, as is a version folder whose card is not written yet."""
   gfile = _gfile()
-  if not gfile.isdir(model_dir):
-    return []
-  names = [name.rstrip('/') for name in gfile.listdir(model_dir)]
-  return sorted(int(name) for name in names if is_version_name(name)
-                and gfile.exists(os.path.join(model_dir, name, MODEL_CARD_FILE)))
+  return [v for v in version_folders(model_dir)
+          if gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))]
 
 
-def next_version(model_dir: str, now: Optional[float] = None) -> int:
-  """The Unix time of the push (as TFX's Pusher does), but always above every existing name."""
-  gfile = _gfile()
-  taken = [int(n.rstrip('/')) for n in (gfile.listdir(model_dir) if gfile.isdir(model_dir) else [])
-           if is_version_name(n.rstrip('/'))]
-  return max([int(now if now is not None else time.time())] + [v + 1 for v in taken])
+def _listing(versions: Sequence[int], most: int = 10) -> str:
+  if not versions:
+    return 'none'
+  shown = ', '.join(map(str, versions[-most:]))
+  return shown if len(versions) <= most else f'{shown} (and {len(versions) - most} older)'
 
 
-def _rename(source: str, destination: str) -> None:
-  """Moves a complete staging folder to its version name; refuses to replace anything."""
-  if '://' not in destination:
-    # os.rename replaces an *empty* destination folder silently; a version never does.
-    if os.path.lexists(destination):
-      raise FileExistsError(f'{destination}: version already exists; versions are never '
-                            'overwritten')
-    os.rename(source, destination)
-  else:
-    _gfile().rename(source, destination, overwrite=False)
-
-
-def publish(model_dir: str, stage: Callable[[str, int], None],
-            now: Optional[float] = None) -> Tuple[int, str]:
-  """Pushes one version: `stage(folder, version)` fills a temporary folder, then it is renamed.
-
-  If `stage` or the rename fails, the temporary folder is removed and the error raised; the
-  registry is as before. Returns (version, path of the published folder).
-  """
-  gfile = _gfile()
-  gfile.makedirs(model_dir)
-  version = next_version(model_dir, now)
-  staging = os.path.join(model_dir, f'{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}')
-  destination = os.path.join(model_dir, str(version))
-  try:
-    gfile.makedirs(staging)
-    stage(staging, version)
-    _rename(staging, destination)
-  except BaseException:
-    if gfile.exists(staging):
-      gfile.rmtree(staging)
-    raise
-  return version, destination
-
+# Reading.
 
 @dataclasses.dataclass
 class ModelVersion:
-  """One published version: where it is and its model card."""
+  """One valid version: its model card, and where it is (`path`: not for clients)."""
   model: str
   version: int
   path: str
@@ -105,7 +134,19 @@ class ModelVersion:
 
   @property
   def headline_metrics(self) -> Dict[str, float]:
-    return dict(self.card.get('metrics') or {})
+    metrics = self.card.get('metrics')
+    if not isinstance(metrics, dict):
+      return {}
+    return {key: value for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+  """A version folder that readers do not use, and why (no paths: fit for clients)."""
+  model: str
+  version: int
+  reason: str
 
 
 def read_card(version_dir: str) -> Dict[str, Any]:
@@ -118,49 +159,172 @@ def read_card_markdown(version_dir: str) -> str:
     return f.read()
 
 
-def list_models(registry: str) -> List[str]:
-  """Names of models with at least one published version."""
+def card_markdown(model_version: ModelVersion) -> Optional[str]:
+  """model_card.md of a version, or None when it is missing or unreadable."""
+  try:
+    return read_card_markdown(model_version.path)
+  except (_op_error(), OSError, ValueError) as e:
+    _log.warning('%s version %d: %s unreadable: %s', model_version.model, model_version.version,
+                 MODEL_CARD_MARKDOWN, e)
+    return None
+
+
+def _load_card(version_dir: str) -> Tuple[Optional[Dict[str, Any]], str]:
+  """(card, '') or (None, why it cannot be read)."""
   gfile = _gfile()
-  if not gfile.isdir(registry):
-    return []
-  names = sorted(name.rstrip('/') for name in gfile.listdir(registry))
-  return [name for name in names if not name.startswith('.')
-          and version_numbers(os.path.join(registry, name))]
+  path = os.path.join(version_dir, MODEL_CARD_FILE)
+  if not gfile.exists(path):
+    return None, f'no {MODEL_CARD_FILE} (a push in progress, or an incomplete copy)'
+  try:
+    with gfile.GFile(path, 'rb') as f:
+      data = f.read()
+  except (_op_error(), OSError) as e:
+    return None, f'{MODEL_CARD_FILE} is unreadable ({type(e).__name__})'
+  try:
+    card = json.loads(data)
+  except json.JSONDecodeError as e:
+    return None, (f'{MODEL_CARD_FILE} is not valid JSON (line {e.lineno}, column {e.colno}: '
+                  f'{e.msg})')
+  except (ValueError, RecursionError) as e:  # Not UTF-8 text, or nested too deep.
+    return None, f'{MODEL_CARD_FILE} is not readable JSON ({type(e).__name__})'
+  if not isinstance(card, dict):
+    return None, f'{MODEL_CARD_FILE} is not a JSON object'
+  return card, ''
 
 
-def list_versions(registry: str, model: str) -> List[ModelVersion]:
-  """Every published version of `model`, oldest first, with its model card."""
+def _check(model: str, model_dir: str, version: int,
+           need_gallery: bool) -> Tuple[Optional[ModelVersion], str]:
+  """(the version, '') if readers can use it, else (None, why not)."""
+  gfile = _gfile()
+  path = os.path.join(model_dir, str(version))
+  card, reason = _load_card(path)
+  if card is None:
+    return None, reason
+  if not gfile.exists(os.path.join(path, SAVED_MODEL_FILE)):
+    return None, f'no {SAVED_MODEL_FILE}'
+  gallery = card.get('gallery')
+  named = isinstance(gallery, dict) and bool(gallery.get('file'))
+  if named or need_gallery:
+    if not gfile.exists(os.path.join(path, GALLERY_FILE)):
+      return None, (f'no {GALLERY_FILE} (its card names one)' if named else
+                    f'no {GALLERY_FILE}: pushed without a search gallery')
+  return ModelVersion(model, version, path, card), ''
+
+
+def _skip(model_dir: str, skipped: Skipped) -> None:
+  """Logs why a version is skipped, once per process (readers scan on every request)."""
+  key = (model_dir, skipped.version, skipped.reason)
+  if key not in _logged_skips:
+    _logged_skips.add(key)
+    _log.warning('registry: skipping %s version %d in %s: %s', skipped.model, skipped.version,
+                 model_dir, skipped.reason)
+
+
+def scan(registry: str, model: str,
+         need_gallery: bool = False) -> Tuple[List[ModelVersion], List[Skipped]]:
+  """(valid versions, skipped version folders) of `model`, oldest first."""
+  if not _is_plain_name(model):
+    return [], []
   model_dir = os.path.join(registry, model)
-  return [ModelVersion(model, v, os.path.join(model_dir, str(v)),
-                       read_card(os.path.join(model_dir, str(v))))
-          for v in version_numbers(model_dir)]
+  valid, skipped = [], []
+  for version in version_folders(model_dir):
+    found, reason = _check(model, model_dir, version, need_gallery)
+    if found is not None:
+      valid.append(found)
+    else:
+      skipped.append(Skipped(model, version, reason))
+      _skip(model_dir, skipped[-1])
+  return valid, skipped
 
 
-def resolve(registry: str, model: str, version: Union[str, int] = LATEST) -> ModelVersion:
-  """`latest` (the newest pushed, i.e. blessed, version) or the given version number."""
-  models = list_models(registry)
-  if model not in models:
+def list_models(registry: str) -> List[str]:
+  """Names of models with at least one version that has a model card."""
+  return [name for name in sorted(_names(registry))
+          if _is_plain_name(name) and version_numbers(os.path.join(registry, name))]
+
+
+def list_versions(registry: str, model: str, need_gallery: bool = False) -> List[ModelVersion]:
+  """Every valid version of `model`, oldest first, with its model card."""
+  return scan(registry, model, need_gallery)[0]
+
+
+def resolve(registry: str, model: str, version: Union[str, int] = LATEST,
+            need_gallery: bool = False) -> ModelVersion:
+  """`latest` (the newest valid version) or the given version number.
+
+  Raises BadVersionError for a version that is not "latest" or a number, RegistryError for an
+  unknown model or version, DamagedVersionError for a version that exists but cannot be used
+  (or a model with no valid version). need_gallery: versions without a gallery do not count.
+  """
+  wanted = parse_version(version)
+  model_dir = os.path.join(registry, model) if _is_plain_name(model) else None
+  folders = version_folders(model_dir) if model_dir and model in _names(registry) else []
+  gfile = _gfile()
+  # A model is listed once one of its versions has a card (list_models); newest first is cheap.
+  if not any(gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))
+             for v in reversed(folders)):
     raise RegistryError(
-        f'{registry}: no model {model!r}; models with pushed versions: '
-        f'{", ".join(models) or "none (run the pipeline first: quickdraw-tfx run)"}')
-  model_dir = os.path.join(registry, model)
-  versions = version_numbers(model_dir)
-  if str(version) == LATEST:
-    chosen = versions[-1]
-  elif str(version).isdigit() and int(version) in versions:
-    chosen = int(version)
-  else:
-    raise RegistryError(f'{model_dir}: no version {version!r}; pushed versions: '
-                        f'{", ".join(map(str, versions))} (or "latest")')
-  path = os.path.join(model_dir, str(chosen))
-  return ModelVersion(model, chosen, path, read_card(path))
+        f'no model {_shown(model)}; models with pushed versions: '
+        f'{", ".join(list_models(registry)) or "none (run the pipeline first: quickdraw-tfx run)"}')
+  if wanted == LATEST:
+    reasons = []
+    for number in reversed(folders):
+      found, reason = _check(model, model_dir, number, need_gallery)
+      if found is not None:
+        return found
+      _skip(model_dir, Skipped(model, number, reason))
+      reasons.append(f'{number}: {reason}')
+    raise DamagedVersionError(f'model {model!r} has no usable version; skipped '
+                              f'{"; ".join(reasons[:5])}')
+  if wanted not in folders:
+    valid = [v.version for v in scan(registry, model, need_gallery)[0]]
+    raise RegistryError(f'model {model!r} has no version {str(wanted)!r}; it has '
+                        f'{_listing(valid)} (or "latest")')
+  found, reason = _check(model, model_dir, wanted, need_gallery)
+  if found is None:
+    _skip(model_dir, Skipped(model, wanted, reason))
+    valid = [v.version for v in scan(registry, model, need_gallery)[0]]
+    raise DamagedVersionError(f'model {model!r} version {wanted} cannot be used: {reason}; '
+                              f'usable versions: {_listing(valid)}')
+  return found
+
+
+def summary_rows(registry: str, models: Sequence[str] = ()) -> List[Dict[str, Any]]:
+  """One row per version folder, oldest first per model, without paths.
+
+  A valid version: model, version, pushed_at, gallery (size) and the headline metrics. A skipped
+  one: model, version and `skipped` (the reason).
+  """
+  rows = []
+  for model in models or list_models(registry):
+    valid, skipped = scan(registry, model)
+    for mv in sorted(valid + skipped, key=lambda v: v.version):
+      if isinstance(mv, Skipped):
+        rows.append(dict(model=model, version=mv.version, skipped=mv.reason))
+        continue
+      pushed_at = mv.card.get('pushed_at')
+      gallery = mv.card.get('gallery')
+      size = gallery.get('size') if isinstance(gallery, dict) else None
+      row = dict(model=model, version=mv.version,
+                 pushed_at=pushed_at if isinstance(pushed_at, str) else None,
+                 gallery=size if isinstance(size, int) and not isinstance(size, bool) else None)
+      row.update((k, v) for k, v in mv.headline_metrics.items() if k not in row)
+      rows.append(row)
+  return rows
 
 
 def load_model(model_version: ModelVersion):
   """The SavedModel of a version (signatures serving_default, embed, serving_png)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.saved_model.load(model_version.path)
+  try:
+    return tf.saved_model.load(model_version.path)
+  except Exception as e:  # pylint: disable=broad-except  # Many kinds; the log has the detail.
+    _log.exception('registry: cannot load the SavedModel of %s', model_version.path)
+    raise DamagedVersionError(f'model {model_version.model!r} version {model_version.version}: '
+                              f'the SavedModel cannot be loaded ({type(e).__name__})') from e
 
+
+# The search gallery.
 
 @dataclasses.dataclass
 class Gallery:
@@ -202,19 +366,13 @@ def read_gallery(path: str) -> Gallery:
 
 
 def load_gallery(model_version: ModelVersion) -> Gallery:
+  name = f'model {model_version.model!r} version {model_version.version}'
   path = os.path.join(model_version.path, GALLERY_FILE)
   if not _gfile().exists(path):
-    raise RegistryError(f'{model_version.path}: no {GALLERY_FILE}; this version was pushed '
-                        'without a search gallery (wire the Pusher\'s embeddings and examples)')
-  return read_gallery(path)
-
-
-def summary_rows(registry: str, models: Sequence[str] = ()) -> List[Dict[str, Any]]:
-  """One row per version (model, version, pushed_at, headline metrics, gallery size)."""
-  rows = []
-  for model in models or list_models(registry):
-    for mv in list_versions(registry, model):
-      rows.append(dict(model=model, version=mv.version, pushed_at=mv.card.get('pushed_at'),
-                       gallery=(mv.card.get('gallery') or {}).get('size'),
-                       **mv.headline_metrics))
-  return rows
+    raise RegistryError(f'{name} has no {GALLERY_FILE}: it was pushed without a search gallery '
+                        '(wire the Pusher\'s embeddings and examples)')
+  try:
+    return read_gallery(path)
+  except Exception as e:  # pylint: disable=broad-except  # zip, npz and I/O errors alike.
+    _log.exception('registry: cannot read %s', path)
+    raise DamagedVersionError(f'{name}: {GALLERY_FILE} is unreadable ({type(e).__name__})') from e

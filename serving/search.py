@@ -5,9 +5,9 @@ file with many lines. Drawings are rendered with the pipeline's own renderer
 (`components.quickdraw_data.render_png`, at the render size the model was trained on), so a
 query looks like the training data; the model's `serving_png` signature does the rest.
 """
+import codecs
 import dataclasses
 import io
-import json
 import os
 from typing import List, Optional, Sequence, Tuple
 
@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from components import quickdraw_data
 from components import retrieval
+from components import strict_json
 from serving import ann
 from serving import registry
 
@@ -39,8 +40,21 @@ class Query:
   category: Optional[str] = None  # The ndjson line's "word", when it has one.
 
 
+def _on_white(image: Image.Image) -> Image.Image:
+  """Grayscale, transparent pixels as white paper: what a person sees, what the model needs.
+
+  `serving_png` decodes to one channel and drops alpha, so a canvas export (black strokes on
+  transparent black) would reach the model as black on black.
+  """
+  if image.mode == 'L' and 'transparency' not in image.info:
+    return image
+  paper = Image.new('RGBA', image.size, (255, 255, 255, 255))
+  return Image.alpha_composite(paper, image.convert('RGBA')).convert('L')
+
+
 def png_query(data: bytes, name: str) -> Query:
-  """A PNG query, checked: decodable, within the size limits, not blank."""
+  """A PNG query, checked: decodable, within the size limits, not blank; sent on as a
+  grayscale PNG on white (the PNG itself when it is one already)."""
   if len(data) > MAX_PNG_BYTES:
     raise QueryError(f'{name}: the PNG is {len(data)} bytes; the limit is {MAX_PNG_BYTES} '
                      '(a sketch needs far less: save it smaller)')
@@ -52,7 +66,12 @@ def png_query(data: bytes, name: str) -> Query:
       if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise QueryError(f'{name}: the image is {width}x{height} pixels; each side must be '
                          f'{MIN_SIDE} to {MAX_SIDE}')
-      low, high = image.convert('L').getextrema()
+      gray = _on_white(image)
+      low, high = gray.getextrema()
+      if gray is not image:
+        buffer = io.BytesIO()
+        gray.save(buffer, format='PNG')
+        data = buffer.getvalue()
   except QueryError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # Pillow raises many kinds.
@@ -65,15 +84,21 @@ def png_query(data: bytes, name: str) -> Query:
 
 def drawing_query(line: bytes, name: str, line_number: int, render_size: int = 256,
                   stroke_width: int = 3) -> Query:
-  """One Quick, Draw! ndjson line ({"drawing": [[xs, ys], ...], "word": optional}) rendered."""
+  """One Quick, Draw! ndjson line ({"drawing": [[xs, ys], ...], "word": optional}) rendered.
+
+  Read as ingestion reads lines (`components/strict_json.py`): UTF-8 with an optional byte
+  order mark, finite numbers only, nested at most `strict_json.MAX_DEPTH` deep.
+  """
   try:
-    record = json.loads(line)
-  except ValueError as e:
-    raise QueryError(f'{name}:{line_number}: not a JSON object ({e}); each line must be '
-                     'one Quick, Draw! record like {"drawing": [[[x, ...], [y, ...]], ...]}') from e
+    record = strict_json.loads(line)
+  except strict_json.JsonLineError as e:
+    hint = ('; each line must be one Quick, Draw! record like '
+            '{"drawing": [[[x, ...], [y, ...]], ...]}' if e.reason == strict_json.MALFORMED
+            else '')
+    raise QueryError(f'{name}:{line_number}: {e}{hint}') from e
   word = record.get('word') if isinstance(record, dict) else None
   try:
-    strokes = quickdraw_data.parse_drawing(line, name, line_number, word)
+    strokes = quickdraw_data.record_drawing(record, f'{name}:{line_number}', word)
   except quickdraw_data.QuickDrawDataError as e:
     raise QueryError(str(e)) from e
   return Query(name=f'{name}:{line_number}', category=word,
@@ -87,12 +112,17 @@ def queries_from_bytes(data: bytes, name: str, render_size: int = 256,
     raise QueryError(f'{name}: empty; send a PNG, an ndjson line or a .ndjson file')
   if data.startswith(PNG_MAGIC):
     return [png_query(data, name)]
-  if data.lstrip().startswith(b'{'):
-    queries = [drawing_query(line, name, number, render_size, stroke_width)
-               for number, line in enumerate(data.splitlines(), start=1) if line.strip()]
-    if len(queries) > MAX_QUERIES:
-      raise QueryError(f'{name}: {len(queries)} queries; at most {MAX_QUERIES} at once')
-    return queries
+  if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    raise QueryError(f'{name}: UTF-16 text; save the ndjson as UTF-8')
+  # A UTF-8 byte order mark may open the first line, as in ingestion.
+  if data.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b'{'):
+    # Counted before any line is parsed or drawn, so an oversized request costs little.
+    lines = [(number, line) for number, line in enumerate(data.splitlines(), start=1)
+             if line.strip()]
+    if len(lines) > MAX_QUERIES:
+      raise QueryError(f'{name}: {len(lines)} queries; at most {MAX_QUERIES} at once')
+    return [drawing_query(line, name, number, render_size, stroke_width)
+            for number, line in lines]
   raise QueryError(f'{name}: neither a PNG image nor Quick, Draw! ndjson; send a PNG, an '
                    'ndjson line or a .ndjson file')
 
@@ -100,7 +130,9 @@ def queries_from_bytes(data: bytes, name: str, render_size: int = 256,
 def read_queries(query: str, render_size: int = 256, stroke_width: int = 3) -> List[Query]:
   """`query` is a PNG file, a .ndjson file, or one ndjson line given literally."""
   if query.lstrip().startswith('{'):
-    return queries_from_bytes(query.encode('utf-8'), '<ndjson line>', render_size, stroke_width)
+    # Arguments that are not UTF-8 come as surrogate escapes: their bytes go on to be named.
+    return queries_from_bytes(query.encode('utf-8', 'surrogateescape'), '<ndjson line>',
+                              render_size, stroke_width)
   if not os.path.isfile(query):
     raise QueryError(f'{query}: no such file; --query takes a PNG, a .ndjson file or an '
                      'ndjson line')
@@ -112,7 +144,17 @@ def read_queries(query: str, render_size: int = 256, stroke_width: int = 3) -> L
 def render_settings(card: dict) -> Tuple[int, int]:
   """(render size, stroke width) the model's training drawings were rendered with."""
   data = card.get('data') or {}
-  return int(data.get('render_size', 256)), int(data.get('stroke_width', 3))
+  size = data.get('render_size', 256) if isinstance(data, dict) else None
+  width = data.get('stroke_width', 3) if isinstance(data, dict) else None
+  # A damaged card is the registry's problem, not the query's: never a 500 or a traceback
+  # (`type() is int` because True is an int).
+  if not (type(size) is int and MIN_SIDE <= size <= MAX_SIDE
+          and type(width) is int and 1 <= width <= size // 4):
+    raise registry.DamagedVersionError(
+        f'the model card of {card.get("model_name", "this model")!r} version '
+        f'{card.get("version", "?")} has no usable render settings (data.render_size '
+        f'{size!r}, data.stroke_width {width!r})')
+  return size, width
 
 
 @dataclasses.dataclass
@@ -131,10 +173,13 @@ class Result:
   predicted: str
   probability: float
   neighbours: List[Neighbour]
+  # The model's most probable categories, most probable first (signatures.TOP_K of them).
+  top: List[Tuple[str, float]] = dataclasses.field(default_factory=list)
 
   def to_dict(self) -> dict:
     return {'query': self.query.name, 'query_category': self.query.category,
             'predicted_category': self.predicted, 'probability': self.probability,
+            'top_categories': [{'category': c, 'probability': p} for c, p in self.top],
             'results': [dataclasses.asdict(n) for n in self.neighbours]}
 
 
@@ -157,16 +202,20 @@ class Searcher:
     return cls(registry.resolve(root, model, version), index)
 
   def embed(self, pngs: Sequence[bytes]) -> dict:
-    """embedding, category and probability of the predicted class, per PNG."""
+    """embedding, category and probability of the predicted class, and the top classes
+    [(category, probability), ...], per PNG."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    parts = {'embedding': [], 'category': [], 'probability': []}
+    parts = {'embedding': [], 'category': [], 'probability': [], 'top': []}
     for start in range(0, len(pngs), _EMBED_BATCH):
       outputs = self._serve_png(image_png=tf.constant(list(pngs[start:start + _EMBED_BATCH])))
       parts['embedding'].append(outputs['embedding'].numpy())
       parts['category'] += [c.decode('utf-8') for c in outputs['category'].numpy()]
       parts['probability'] += list(outputs['probabilities'].numpy().max(axis=1))
+      parts['top'] += [[(c.decode('utf-8'), float(p)) for c, p in zip(names, values)]
+                       for names, values in zip(outputs['top5_categories'].numpy(),
+                                                outputs['top5_probabilities'].numpy())]
     return {'embedding': np.concatenate(parts['embedding']), 'category': parts['category'],
-            'probability': [float(p) for p in parts['probability']]}
+            'probability': [float(p) for p in parts['probability']], 'top': parts['top']}
 
   def search(self, queries: Sequence[Query], k: int = 10) -> List[Result]:
     if not 1 <= k <= MAX_K:
@@ -186,7 +235,8 @@ class Searcher:
                     for r, (i, d) in enumerate(zip(indices[q], distances[q]))
                     if i >= 0]  # HNSW marks places it could not fill with -1.
       results.append(Result(query=query, predicted=embedded['category'][q],
-                            probability=embedded['probability'][q], neighbours=neighbours))
+                            probability=embedded['probability'][q], neighbours=neighbours,
+                            top=embedded['top'][q]))
     return results
 
 

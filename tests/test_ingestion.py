@@ -68,6 +68,40 @@ def test_a_bad_line_is_skipped_and_counted_by_reason(tmp_path, reason):
     quickdraw_data.sample_category(str(tmp_path), 'cat', 20, 10, seed=1, max_skip_ratio=0.0)
 
 
+# Lines Python's json would read but no drawing may come from: counted skips like the above.
+STRICT_LINES = [
+    (b'{"word": "cat", "drawing": [[[1, NaN], [3, 4]]]}', 'non_finite_number',
+     'NaN is not a finite number'),
+    (b'{"word": "cat", "drawing": [[[1, 2], [3, -Infinity]]]}', 'non_finite_number',
+     '-Infinity is not a finite number'),
+    (b'{"word": "cat", "drawing": [[[1, 1e999], [3, 4]]]}', 'non_finite_number',
+     '1e999 is not a finite number'),
+    (b'{"word": "cat", "drawing": ' + b'[' * 100_000 + b']' * 100_000 + b'}', 'malformed_json',
+     r'the nesting is too deep \(100001 levels'),
+    (b'{"word": "cat", "drawing": ' + b'[' * 401 + b']' * 401 + b'}', 'malformed_json',
+     r'the nesting is too deep \(402 levels'),
+    (b'{"word": "cat", "key_id": "\xe9", "drawing": [[[1, 2], [3, 4]]]}', 'malformed_json',
+     r'not UTF-8 text \(byte 0xe9 at column 28\)'),
+]
+
+
+@pytest.mark.parametrize('line, reason, message', STRICT_LINES)
+def test_non_finite_deeply_nested_or_non_utf8_lines_are_skipped_and_counted(
+    tmp_path, line, reason, message):
+  good = [json.dumps({'word': 'cat', 'drawing': d}).encode() for d in _distinct_drawings(200)]
+  (tmp_path / 'cat.ndjson').write_bytes(b'\n'.join(good[:100] + [line] + good[100:]) + b'\n')
+  sample = quickdraw_data.sample_category(str(tmp_path), 'cat', 150, 50, seed=1)
+  assert sample.read == 201 and sample.skipped == {reason: 1}
+  assert re.match(rf'{re.escape(str(tmp_path))}/cat.ndjson:101: {message}',
+                  sample.first_skipped[reason])
+  # All 200 good drawings were sampled, and nothing else.
+  assert sorted(int(i.split('/')[1]) for i, _ in sample.train + sample.test) == (
+      list(range(1, 101)) + list(range(102, 202)))
+  with pytest.raises(quickdraw_data.QuickDrawDataError, match=rf'{reason}: 1 \(first .*'
+                                                              rf'cat.ndjson:101: {message}'):
+    quickdraw_data.sample_category(str(tmp_path), 'cat', 20, 10, seed=1, max_skip_ratio=0.0)
+
+
 def test_skips_above_the_ratio_fail_with_every_reason_counted(tmp_path):
   lines = [BAD_LINES['malformed_json']] * 3 + [BAD_LINES['word_mismatch']] * 2
   write_category(str(tmp_path), 'cat', _distinct_drawings(45), extra_lines=lines)
@@ -182,6 +216,27 @@ def test_raw_strokes_are_simplified_never_passed_through(tmp_path):
     assert min(min(xs) for xs, _ in strokes) <= 2 and min(min(ys) for _, ys in strokes) <= 2
     assert max(values) >= 253
     assert 8 < sum(len(xs) for xs, _ in strokes) < 60  # RDP dropped most points.
+
+
+@pytest.mark.parametrize('bad, reason, message', [
+    (float('nan'), 'non_finite_number', 'NaN is not a finite number'),
+    (float('inf'), 'non_finite_number', 'Infinity is not a finite number'),
+    (1e308, 'coordinates_out_of_range', 'stroke 0 has coordinates beyond'),
+    (10 ** 400, 'coordinates_out_of_range', 'stroke 0 has coordinates beyond'),
+], ids=['nan', 'inf', 'huge-float', 'huge-int'])
+def test_raw_strokes_with_non_finite_or_absurd_coordinates_are_skipped_never_converted(
+    tmp_path, bad, reason, message):
+  records = [_raw_record([([i, 40, 90 + i], [0, 30 + i, 10])]) for i in range(99)]
+  # json.dumps writes NaN and Infinity as such; with -1e308 the drawing's span overflows a float.
+  records.insert(50, _raw_record([([0, bad, -1e308], [0, 1, 2])]))
+  path = tmp_path / 'cat.ndjson'
+  path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+  sample = quickdraw_data.sample_category(str(tmp_path), 'cat', 40, 20, seed=0,
+                                          max_skip_ratio=0.05)
+  assert sample.format == quickdraw_data.RAW and sample.skipped == {reason: 1}
+  assert sample.first_skipped[reason].startswith(f'{path}:51: {message}')
+  values = [v for _, strokes in sample.train + sample.test for xs, ys in strokes for v in xs + ys]
+  assert all(isinstance(v, int) and 0 <= v <= 255 for v in values)
 
 
 def test_simplification_of_known_shapes():

@@ -1,12 +1,14 @@
 """Reading, validating, deduplicating, sampling and rendering category files."""
 import io
 import json
+import random
 
 import numpy as np
 from PIL import Image
 import pytest
 
 from components import quickdraw_data
+from components import strict_json
 from tests.conftest import make_synthetic_source, write_category
 
 GOOD = [[[0, 10, 20], [0, 10, 0]]]
@@ -56,11 +58,50 @@ def test_gzip_files_are_read(tmp_path):
     ('{"word": "cat", "drawing": [[[1, 2], [3]]]}', 'cat.ndjson:2: stroke 0 is not a pair'),
     ('{"word": "cat", "drawing": [[[1, 900], [3, 4]]]}', 'cat.ndjson:2: stroke 0 has coordinates'),
     ('{"word": "dog", "drawing": [[[1, 2], [3, 4]]]}', "cat.ndjson:2: \"word\" is 'dog'"),
+    ('{"word": "cat", "drawing": [[[1, NaN], [3, 4]]]}', 'cat.ndjson:2: NaN is not a finite'),
+    ('{"word": "cat", "drawing": ' + '[' * 2000 + ']' * 2000 + '}',
+     'cat.ndjson:2: the nesting is too deep'),
 ])
 def test_bad_lines_fail_with_file_and_line(tmp_path, line, message):
   write_category(str(tmp_path), 'cat', [GOOD], extra_lines=[line])
   with pytest.raises(quickdraw_data.QuickDrawDataError, match=message):
     quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
+
+
+def test_parsed_records_with_nan_or_infinite_coordinates_are_refused():
+  for bad in (float('nan'), float('inf'), -float('inf')):
+    # First, last, or after an int too large for a float: min and max alone would miss it.
+    for xs in ([bad, 1, 2], [1, 2, bad], [10 ** 400, bad, 1]):
+      with pytest.raises(quickdraw_data.QuickDrawDataError,
+                         match=r'^q:4: stroke 1 has coordinates that are not finite'):
+        quickdraw_data.record_drawing({'drawing': GOOD + [[[1, 2, 3], xs]]}, 'q:4', None)
+  assert quickdraw_data.record_drawing({'drawing': GOOD}, 'q:4', None) == [tuple(GOOD[0])]
+
+
+def _random_json(rng, depth):
+  if depth == 0 or rng.random() < 0.2:
+    return rng.choice([1, -2.5, None, True, 'a[{"]}\\', '\\"[', '\u00e9[{', ''])
+  if rng.random() < 0.5:
+    return [_random_json(rng, depth - 1) for _ in range(rng.randint(0, 3))]
+  return {f'k{i}[': _random_json(rng, depth - 1) for i in range(rng.randint(0, 3))}
+
+
+def _depth(value):
+  children = value if isinstance(value, list) else (
+      value.values() if isinstance(value, dict) else None)
+  if children is None:
+    return 0
+  return 1 + max(map(_depth, children), default=0)
+
+
+def test_nesting_depth_counts_brackets_outside_strings_only():
+  rng = random.Random(0)
+  for _ in range(300):
+    value = _random_json(rng, rng.randint(0, 12))
+    for ensure_ascii in (True, False):
+      line = json.dumps(value, ensure_ascii=ensure_ascii).encode()
+      assert strict_json.nesting_depth(line) == _depth(value), line
+      assert strict_json.loads(line) == value
 
 
 def test_too_few_distinct_drawings_names_the_counts(tmp_path):

@@ -1,0 +1,60 @@
+"""The sketch pad: a web page where a person draws and sees what the model makes of it.
+
+  GET /  and  GET /pad                        the page (templates/pad.html)
+  GET /pad/static/<file>                      its script and style sheet (no build step, no CDN)
+  GET /pad/gallery/<model>/<version>/<index>.png
+                                              a gallery drawing, as pushed in gallery.npz
+
+The page draws with Pointer Events (mouse, touch, pen) and, after each stroke, posts the
+drawing as a Quick, Draw! ndjson line to the JSON API of `serving/http.py` (`POST /search`,
+pickers from `GET /models`): the top categories and the nearest gallery drawings, whose
+thumbnails come from the route above (search results carry the gallery row, `index`).
+
+Register it on the API's app: `app.register_blueprint(pad.create_blueprint(registry_root))`.
+"""
+import functools
+from typing import List
+
+import flask
+
+from serving import registry
+
+# Galleries whose PNGs are kept in memory for thumbnails (a 5,000-drawing gallery is ~5 MB).
+GALLERY_CACHE_SIZE = 4
+# A version's files never change, so neither does its thumbnail at a given row.
+_IMMUTABLE = 'public, max-age=31536000, immutable'
+
+
+def create_blueprint(registry_root: str,
+                     gallery_cache_size: int = GALLERY_CACHE_SIZE) -> flask.Blueprint:
+  """The page, its static files and gallery thumbnails, for the registry at `registry_root`."""
+  pad = flask.Blueprint('pad', __name__, template_folder='templates', static_folder='static',
+                        static_url_path='/pad/static')
+
+  @functools.lru_cache(maxsize=gallery_cache_size)
+  def gallery_pngs(model: str, version: int) -> List[bytes]:
+    return registry.load_gallery(
+        registry.resolve(registry_root, model, version, need_gallery=True)).png
+
+  def error(status: int, message: str):
+    return flask.jsonify({'error': {'status': status, 'message': message}}), status
+
+  @pad.get('/')
+  @pad.get('/pad')
+  def page():
+    return flask.render_template('pad.html')
+
+  @pad.get('/pad/gallery/<model>/<int:version>/<int:index>.png')
+  def thumbnail(model: str, version: int, index: int):
+    try:
+      pngs = gallery_pngs(model, version)
+    except registry.RegistryError as e:
+      return error(404, str(e))
+    if index >= len(pngs):
+      return error(404, f'{model} version {version}: no gallery drawing {index}; the gallery '
+                   f'has {len(pngs)} (0 to {len(pngs) - 1})')
+    response = flask.Response(pngs[index], mimetype='image/png')
+    response.headers['Cache-Control'] = _IMMUTABLE
+    return response
+
+  return pad
