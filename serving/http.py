@@ -20,7 +20,6 @@ import ctypes
 import ctypes.util
 import gc
 import io
-import json
 import os
 import re
 import weakref
@@ -101,7 +100,7 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
   def http_error(e: exceptions.HTTPException):
     message = e.description
     if isinstance(e, exceptions.RequestEntityTooLarge):
-      message = _too_large(max_upload_bytes)
+      message = server.too_large_message(max_upload_bytes)
     elif isinstance(e, exceptions.MethodNotAllowed):
       allowed = [m for m in e.valid_methods if m not in ('HEAD', 'OPTIONS')]
       message = f'{flask.request.method} is not allowed here; use {", ".join(allowed)}'
@@ -191,10 +190,6 @@ def free_unused_memory() -> None:
     pass
 
 
-def _too_large(limit: int) -> str:
-  return f'the upload is over the limit of {limit} bytes'
-
-
 def public_card(value):
   """A model card as clients see it: artifact URIs left out (their ids stay), and every other
   server location (the data source, its files) cut to its last name."""
@@ -228,7 +223,7 @@ class _BoundedBody:
         break
       body += chunk
     if len(body) > self._limit:
-      return _json_error(413, _too_large(self._limit), start_response)
+      return _json_error(413, server.too_large_message(self._limit), start_response)
     # Now a body of known length, as Werkzeug reads one.
     environ = dict(environ, CONTENT_LENGTH=str(len(body)), **{'wsgi.input': io.BytesIO(body)})
     for key in ('wsgi.input_terminated', 'HTTP_TRANSFER_ENCODING'):
@@ -237,7 +232,7 @@ class _BoundedBody:
 
 
 def _json_error(status: int, message: str, start_response):
-  body = json.dumps({'error': {'status': status, 'message': message}}).encode('utf-8')
+  body = server.error_body(status, message)
   start_response(f'{status} {exceptions.default_exceptions[status].name}',
                  [('Content-Type', 'application/json'), ('Content-Length', str(len(body))),
                   ('Connection', 'close')])

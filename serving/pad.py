@@ -10,7 +10,7 @@ drawing as a Quick, Draw! ndjson line to the JSON API of `serving/http.py` (`POS
 pickers from `GET /models`): the top categories and the nearest gallery drawings, whose
 thumbnails come from the route above (search results carry the gallery row, `index`).
 
-Register it on the API's app: `app.register_blueprint(pad.create_blueprint(registry_root))`.
+`serving/http.py` registers it on the API's app, whose error handlers answer its errors as JSON.
 """
 import functools
 from typing import List
@@ -36,9 +36,6 @@ def create_blueprint(registry_root: str,
     return registry.load_gallery(
         registry.resolve(registry_root, model, version, need_gallery=True)).png
 
-  def error(status: int, message: str):
-    return flask.jsonify({'error': {'status': status, 'message': message}}), status
-
   @pad.get('/')
   @pad.get('/pad')
   def page():
@@ -46,13 +43,11 @@ def create_blueprint(registry_root: str,
 
   @pad.get('/pad/gallery/<model>/<int:version>/<int:index>.png')
   def thumbnail(model: str, version: int, index: int):
-    try:
-      pngs = gallery_pngs(model, version)
-    except registry.RegistryError as e:
-      return error(404, str(e))
+    # The app's error handlers answer as JSON: a RegistryError, and this 404, alike.
+    pngs = gallery_pngs(model, version)
     if index >= len(pngs):
-      return error(404, f'{model} version {version}: no gallery drawing {index}; the gallery '
-                   f'has {len(pngs)} (0 to {len(pngs) - 1})')
+      flask.abort(404, f'{model} version {version}: no gallery drawing {index}; the gallery '
+                  f'has {len(pngs)} (0 to {len(pngs) - 1})')
     response = flask.Response(pngs[index], mimetype='image/png')
     response.headers['Cache-Control'] = _IMMUTABLE
     return response

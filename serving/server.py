@@ -33,17 +33,25 @@ DEFAULT_CONNECTION_LIMIT = 500
 LINGER_SECONDS = 5.0
 
 
+def too_large_message(limit: int) -> str:
+  return f'the upload is over the limit of {limit} bytes'
+
+
+def error_body(status: int, message: str) -> bytes:
+  """The JSON body of every error the server answers, from waitress or from the app."""
+  return json.dumps({'error': {'status': status, 'message': message}}).encode('utf-8')
+
+
 class _JsonErrorTask(waitress_task.ErrorTask):
   """waitress's own error responses (413, 400 malformed request, 500) as the app's JSON."""
 
   def execute(self):
     e = self.request.error
     if e.code == 413:
-      message = ('the upload is over the limit of '
-                 f'{self.channel.adj.max_request_body_size} bytes')
+      message = too_large_message(self.channel.adj.max_request_body_size)
     else:
       message = f'{e.reason.lower()}: {e.body}'
-    body = json.dumps({'error': {'status': e.code, 'message': message}}).encode('utf-8')
+    body = error_body(e.code, message)
     self.status = f'{e.code} {e.reason}'
     self.response_headers.append(('Content-Type', 'application/json'))
     self.set_close_on_finish()
