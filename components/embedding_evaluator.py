@@ -23,10 +23,10 @@ from tfx.v1.dsl.components import InputArtifact, OutputArtifact, Parameter, comp
 from components import blessing as blessing_lib
 from components import classification_metrics
 from components import confidence
-from components import quickdraw_data
 from components import retrieval
+from models import features
 from models import preprocessing
-from pipeline import progress
+from models import progress
 
 METRICS_FILE = 'metrics.json'
 EMBEDDINGS_FILE = 'test_embeddings.npz'
@@ -72,8 +72,8 @@ def _run_split(embed, examples: types.Artifact, split: str, batch_size: int,
   With `pixels_size` > 0 also the raw images as the Transform makes them (flattened), for
   the raw-pixel retrieval floor.
   """
-  keys = (quickdraw_data.CATEGORY_KEY, quickdraw_data.ID_KEY) + (
-      (quickdraw_data.IMAGE_KEY,) if pixels_size else ())
+  keys = (features.CATEGORY_KEY, features.ID_KEY) + (
+      (features.IMAGE_KEY,) if pixels_size else ())
   parse_spec = {key: tf.io.FixedLenFeature([], tf.string) for key in keys}
   parts = {'embedding': [], 'predicted': [], 'probabilities': [], 'category': [], 'id': []}
   if pixels_size:
@@ -88,10 +88,10 @@ def _run_split(embed, examples: types.Artifact, split: str, batch_size: int,
       parts['embedding'].append(outputs['embedding'].numpy())
       parts['probabilities'].append(outputs['probabilities'].numpy())
       parts['predicted'].append(outputs['category'].numpy())
-      parts['category'].append(parsed[quickdraw_data.CATEGORY_KEY].numpy())
-      parts['id'].append(parsed[quickdraw_data.ID_KEY].numpy())
+      parts['category'].append(parsed[features.CATEGORY_KEY].numpy())
+      parts['id'].append(parsed[features.ID_KEY].numpy())
       if pixels_size:
-        images = preprocessing.decode_and_resize(parsed[quickdraw_data.IMAGE_KEY], pixels_size)
+        images = preprocessing.decode_and_resize(parsed[features.IMAGE_KEY], pixels_size)
         parts['pixels'].append(images.numpy().reshape(len(serialized), -1))
       count += len(serialized)
       shown.update(len(serialized))
@@ -271,6 +271,9 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
     logging.info('EmbeddingEvaluator %s: %s %s (%s)', model_name, check['name'],
                  'passed' if check['passed'] else 'FAILED', check['detail'])
 
+  # TFX's local runner creates output folders; Kubeflow's launcher does not.
+  for artifact in (evaluation, embeddings, blessing):
+    tf.io.gfile.makedirs(artifact.uri)
   with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), 'w') as f:
     json.dump(metrics, f, indent=2, allow_nan=False)
   _write_npz(embeddings.uri, {

@@ -185,6 +185,7 @@ def ModelComparison(  # pylint: disable=invalid-name
                for e in (first_embeddings, second_embeddings)]
   result = compare(read_metrics(first_evaluation.uri), read_metrics(second_evaluation.uri),
                    *per_query)
+  tf.io.gfile.makedirs(comparison.uri)  # Kubeflow's launcher does not create it.
   with tf.io.gfile.GFile(os.path.join(comparison.uri, COMPARISON_JSON), 'w') as f:
     json.dump(result, f, indent=2, allow_nan=False)
   with tf.io.gfile.GFile(os.path.join(comparison.uri, COMPARISON_MARKDOWN), 'w') as f:

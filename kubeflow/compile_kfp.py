@@ -14,10 +14,12 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+from models import legacy_keras
+from pipeline import config as config_lib
 
 # Where kubeflow/Dockerfile puts the project inside the image; the compiled ImportSchemaGen
 # reads the schema there (a path of this machine would mean nothing in a pod).
@@ -32,6 +34,11 @@ GPU_COMPONENT_PREFIXES = ('Trainer.', 'EmbeddingEvaluator.')
 # Pipeline parameters settable per run (submit-kfp --param NAME=VALUE); defaults from the profile.
 RUNTIME_PARAMETERS = ('min_test_accuracy', 'min_map')
 BEAM_RUNNERS = ('dataflow', 'flink', 'spark', 'direct')
+# Kubeflow Pipelines' backend makes each task an Argo DAG task (`<task>-driver` too), whose
+# names Argo accepts only in this shape (workflowFieldNameFmt, at most 128 characters): the
+# component ids' dots (Trainer.sknet) would have the workflow rejected.
+ARGO_NAME = re.compile(r'^[a-zA-Z0-9][-a-zA-Z0-9]*$')
+ARGO_NAME_MAX = 128 - len('-driver')
 # A Beam SDK worker pool beside each Flink/Spark task manager (the image run with
 # `--worker_pool`); see docs/kubeflow.md.
 WORKER_POOL_ENDPOINT = 'localhost:50000'
@@ -59,6 +66,38 @@ class ClusterConfig:
 
 def _is_remote(uri: str) -> bool:
   return '://' in uri and not uri.startswith('file://')
+
+
+def task_name(component_id: str) -> str:
+  """The task name of a component in the compiled spec: Trainer.sknet -> Trainer-sknet."""
+  return component_id.replace('.', '-')
+
+
+def _rename_tasks(spec: Dict[str, Any]) -> None:
+  """Component ids as Argo-valid task, component and executor names, references included."""
+  dag = spec['root']['dag']
+  dag['tasks'] = {task_name(name): task for name, task in dag['tasks'].items()}
+  spec['components'] = {task_name(name): component
+                        for name, component in spec['components'].items()}
+  executors = spec['deploymentSpec']['executors']
+  spec['deploymentSpec']['executors'] = {task_name(label): executor
+                                         for label, executor in executors.items()}
+  for component in spec['components'].values():
+    if 'executorLabel' in component:
+      component['executorLabel'] = task_name(component['executorLabel'])
+  for name, task in dag['tasks'].items():
+    task['taskInfo']['name'] = name
+    task['componentRef']['name'] = task_name(task['componentRef']['name'])
+    if 'dependentTasks' in task:
+      task['dependentTasks'] = [task_name(t) for t in task['dependentTasks']]
+    for artifact in task.get('inputs', {}).get('artifacts', {}).values():
+      producer = artifact.get('taskOutputArtifact')
+      if producer:
+        producer['producerTask'] = task_name(producer['producerTask'])
+    if not ARGO_NAME.match(name) or len(name) > ARGO_NAME_MAX:
+      raise UsageError(f'task {name!r}: Kubeflow Pipelines (Argo) takes task names of letters, '
+                       f'digits and "-" only, at most {ARGO_NAME_MAX} characters; rename the '
+                       'component or model')
 
 
 def beam_pipeline_args(runner: str, output_dir: str, image: str, gcp_project: str = '',
@@ -139,15 +178,25 @@ def cluster_pipeline(config: config_lib.PipelineConfig, cluster: ClusterConfig):
 
 
 def compile_pipeline(config: config_lib.PipelineConfig, cluster: ClusterConfig,
-                     output_file: str) -> Dict[str, Any]:
+                     output_file: str, local: bool = False) -> Dict[str, Any]:
   """Writes the spec for `config` to `output_file` (.yaml/.yml: PipelineSpec, .json:
-  PipelineJob) and returns the PipelineJob as a dict."""
+  PipelineJob) and returns the PipelineJob as a dict.
+
+  `local` accepts this machine's paths, for kubeflow/local_launcher.py, which runs the spec here.
+  """
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import yaml  # pylint: disable=g-import-not-at-top
   for name, uri in (('output dir', config.output_dir), ('source', config.source)):
-    if not _is_remote(uri):
+    if not (local or _is_remote(uri)):
       raise UsageError(f'the {name} {uri!r} is not a URI that pods can reach; give a gs:// '
                        '(or other cluster filesystem) location')
+  warm = sorted(name for name in config.models if config.training[name].warm_start)
+  if warm:
+    # Its resolver compiles to a ResolverSpec, which Kubeflow Pipelines' backend does not
+    # implement, and whose query (the newest tfx.Model) would not tell the two Trainers apart.
+    raise UsageError(f'warm_start is set for {", ".join(warm)}: the compiled pipeline cannot '
+                     'warm start (Kubeflow Pipelines runs no resolver tasks); set warm_start: '
+                     'false in the training configuration')
   if config.source.startswith(('http://', 'https://')):
     raise UsageError(f'source {config.source}: Kubeflow\'s ExampleGen driver lists the '
                      f'source files, which https:// does not allow; use {GCS_PUBLIC_SOURCE}')
@@ -163,6 +212,10 @@ def compile_pipeline(config: config_lib.PipelineConfig, cluster: ClusterConfig,
   declared = job['pipelineSpec']['root']['inputDefinitions']['parameters']
   for name, value in defaults.items():
     declared[name].update(defaultValue=value, isOptional=True)
+  _rename_tasks(job['pipelineSpec'])
+  # Where the run's artifacts go: submit-kfp passes it as the run's pipeline root (Kubeflow
+  # Pipelines would otherwise use its own default, minio://, which TFX cannot write to).
+  job['pipelineSpec']['defaultPipelineRoot'] = config.pipeline_root
   os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
   with open(output_file, 'w') as f:
     if output_file.endswith('.json'):
@@ -269,7 +322,8 @@ def compile_command(args) -> int:
           file=sys.stderr)
     return 1
   tasks = job['pipelineSpec']['root']['dag']['tasks']
-  gpu_tasks = sorted(t for t in tasks if t.startswith(GPU_COMPONENT_PREFIXES))
+  gpu_tasks = sorted(t for t in tasks if t.startswith(tuple(
+      task_name(prefix) for prefix in GPU_COMPONENT_PREFIXES)))
   print(f'{output_file}: {len(tasks)} components, profile {config.profile} '
         f'({config.num_categories} categories x ({config.train_per_category} train + '
         f'{config.test_per_category} test))\n'
@@ -285,6 +339,7 @@ def compile_command(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+  legacy_keras.enable()  # Before TFX imports TensorFlow.
   return compile_command(parse_args(sys.argv[1:] if argv is None else argv))
 
 

@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Dict, List, Tuple
 
-from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+from models import legacy_keras
+from pipeline import config as config_lib
 
 # FP32 peak TFLOP/s without tensor cores (vendor data sheets); the models train in float32.
 GPU_PEAK_TFLOPS = {'T4': 8.1, 'L4': 30.3, 'V100': 15.7, 'A100': 19.5}
@@ -142,15 +143,17 @@ def serialized_bytes_per_example(source: str, config: config_lib.PipelineConfig,
                                  per_category: int) -> float:
   """Mean serialized tf.Example size over `per_category` drawings of each category that
   `config` samples from `source`, rendered as ExampleGen renders them."""
-  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
-  categories = quickdraw_data.choose_categories(
-      quickdraw_data.list_categories(source), config.num_categories, config.seed)
+  from components import category_sampling  # pylint: disable=g-import-not-at-top
+  from components import drawing_rendering  # pylint: disable=g-import-not-at-top
+  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
+  categories = quickdraw_source.choose_categories(
+      quickdraw_source.list_categories(source), config.num_categories, config.seed)
   sizes = []
   for category in categories:
-    sample = quickdraw_data.sample_category(source, category, per_category, 0, config.seed)
+    sample = category_sampling.sample_category(source, category, per_category, 0, config.seed)
     for drawing_id, drawing in sample.train:
-      png = quickdraw_data.render_png(drawing, config.render_size, config.stroke_width)
-      sizes.append(quickdraw_data.to_example(drawing_id, category, png).ByteSize())
+      png = drawing_rendering.render_png(drawing, config.render_size, config.stroke_width)
+      sizes.append(drawing_rendering.to_example(drawing_id, category, png).ByteSize())
   return statistics.mean(sizes)
 
 
@@ -236,6 +239,7 @@ def report(target: config_lib.PipelineConfig, pipeline_root: str, cpus_per_gpu_p
 
 
 def main(argv=None) -> int:
+  legacy_keras.enable()  # Before TFX imports TensorFlow.
   parser = argparse.ArgumentParser(prog='python -m kubeflow.estimate', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--pipeline-root', required=True,

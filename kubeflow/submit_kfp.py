@@ -4,7 +4,10 @@
       --spec outputs/kfp/quickdraw-tfx-full.yaml --param min_map=0.35 --experiment quickdraw
 
 --param values are checked against the spec's run-time parameters and converted to their
-types before anything is sent. Vertex AI Pipelines takes the .json spec instead, with
+types before anything is sent. The run's pipeline root is the one compile-kfp recorded in the
+spec (<output-dir>/pipeline_root/<pipeline name>) unless --pipeline-root says otherwise:
+Kubeflow Pipelines would otherwise put the artifacts under its own default (minio://...), a
+scheme TFX's file I/O cannot write. Vertex AI Pipelines takes the .json spec instead, with
 google.cloud.aiplatform.PipelineJob(template_path=...); see docs/kubeflow.md.
 """
 import argparse
@@ -64,14 +67,27 @@ def parse_parameters(spec, assignments: Sequence[str]) -> Dict[str, Any]:
   return arguments
 
 
+def pipeline_root(spec, override: Optional[str] = None) -> str:
+  """--pipeline-root, else the root compile-kfp wrote into the spec; it must be a URI."""
+  root = override or spec.default_pipeline_root
+  if not root:
+    raise UsageError('the spec names no pipeline root (compiled before compile-kfp recorded '
+                     'it); recompile, or give --pipeline-root gs://BUCKET/...')
+  if '://' not in root or root.startswith(('file://', 'minio://')):
+    raise UsageError(f'pipeline root {root!r}: give a gs:// URI (or another cluster '
+                     'filesystem that TFX\'s file I/O writes and every pod reaches)')
+  return root
+
+
 def submit(spec_file: str, arguments: Dict[str, Any], host: Optional[str], experiment: str,
-           run_name: Optional[str] = None, namespace: Optional[str] = None):
+           run_name: Optional[str] = None, namespace: Optional[str] = None,
+           root: Optional[str] = None):
   """Creates the run; returns kfp's RunPipelineResult (run_id)."""
   import kfp  # pylint: disable=g-import-not-at-top
   client = kfp.Client(host=host, namespace=namespace or 'kubeflow')
   return client.create_run_from_pipeline_package(
       spec_file, arguments=arguments, run_name=run_name, experiment_name=experiment,
-      namespace=namespace)
+      namespace=namespace, pipeline_root=root)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       'in-cluster service, from a pod of the cluster)')
   parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                       help='a run-time parameter, e.g. min_map=0.35; repeatable')
+  parser.add_argument('--pipeline-root', help='where the run\'s artifacts go (default: the '
+                      'spec\'s, <output-dir>/pipeline_root/<pipeline name> of compile-kfp)')
   parser.add_argument('--experiment', default='quickdraw-tfx')
   parser.add_argument('--run-name')
   parser.add_argument('--namespace', help='multi-user Kubeflow: your profile namespace')
@@ -99,18 +117,19 @@ def submit_command(args) -> int:
   try:
     spec = read_spec(args.spec)
     arguments = parse_parameters(spec, args.param)
+    root = pipeline_root(spec, args.pipeline_root)
   except UsageError as e:
     print(f'quickdraw-tfx submit-kfp: {e}', file=sys.stderr)
     return 2
   try:
     result = submit(args.spec, arguments, args.host, args.experiment, args.run_name,
-                    args.namespace)
+                    args.namespace, root)
   except Exception as e:  # pylint: disable=broad-except
     print(f'quickdraw-tfx submit-kfp: creating the run failed: {type(e).__name__}: {e}',
           file=sys.stderr)
     return 1
   print(f'run {result.run_id} of {spec.pipeline_info.name} in experiment {args.experiment} '
-        f'with {arguments or "the spec defaults"}')
+        f'with {arguments or "the spec defaults"}, pipeline root {root}')
   return 0
 
 

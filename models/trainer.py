@@ -24,10 +24,10 @@ from models import architectures
 from models import augmentation as augmentation_lib
 from models import features
 from models import precision
+from models import progress
 from models import resume as resume_lib
 from models import schedules
 from models import signatures
-from pipeline import progress
 
 _SHUFFLE_BUFFER = 10_000
 HISTORY_FILE = 'history.json'
@@ -141,6 +141,20 @@ def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, num_batc
     for layer, value in zip(layers, momenta):
       layer.momentum = value
   return used
+
+
+def synchronize_batchnorm(model: keras.Model) -> keras.Model:
+  """`model` (same weights) with every BatchNorm computing its training statistics over the
+  global batch, all replicas together: each replica's share alone would make a run's result
+  depend on the device count (and smaller batches deepen the BatchNorm trap)."""
+  def clone(layer):
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.BatchNormalization):
+      config.update(synchronized=True, fused=None)  # Fused kernels cannot synchronize.
+    return layer.__class__.from_config(config)
+  synchronized = keras.models.clone_model(model, clone_function=clone)
+  synchronized.set_weights(model.get_weights())
+  return synchronized
 
 
 @keras.saving.register_keras_serializable(package='quickdraw')
@@ -330,6 +344,8 @@ def train(fn_args: tfx.components.FnArgs,
     keras.mixed_precision.set_global_policy(policy)
     try:
       model = build(image_size)
+      if strategy.num_replicas_in_sync > 1:
+        model = synchronize_batchnorm(model)
     finally:
       keras.mixed_precision.set_global_policy(previous_policy)
     if fn_args.base_model and config.get('warm_start'):

@@ -1,6 +1,7 @@
 """Kubeflow: the compiled spec (components, image, parameters, GPUs, Beam, no local paths),
 the CLI, the container recipe, and the submit helper's argument handling (offline: no
 Kubeflow Pipelines endpoint here, so kfp.Client is replaced by a recorder)."""
+import dataclasses
 import json
 import os
 import re
@@ -76,13 +77,48 @@ def test_spec_holds_every_component_of_create_pipeline_and_the_image(compiled, n
   from pipeline.pipeline import create_pipeline
   config, _, path = compiled[name]
   spec = _spec(path)
-  expected = {c.id for c in create_pipeline(config, metadata_connection_config=object(),
-                                            schema_file='gs://x/schema.pbtxt').components}
+  ids = {c.id for c in create_pipeline(config, metadata_connection_config=object(),
+                                       schema_file='gs://x/schema.pbtxt').components}
   # 5 shared components, Trainer + Evaluator + Pusher per model, ModelComparison.
+  expected = {compile_kfp.task_name(i) for i in ids}
   assert set(spec.root.dag.tasks) == expected and len(expected) == 12
   assert spec.pipeline_info.name == config.pipeline_name
   for task in expected:
     assert _executor(spec, task).image == IMAGE, task
+    # Kubeflow Pipelines makes each task an Argo DAG task (and `<task>-driver`): Argo takes
+    # letters, digits and '-' only, so Trainer.sknet would have the run rejected.
+    assert compile_kfp.ARGO_NAME.match(task + '-driver'), task
+    assert spec.root.dag.tasks[task].task_info.name == task
+    for dependency in spec.root.dag.tasks[task].dependent_tasks:
+      assert dependency in expected, (task, dependency)
+    for artifact in spec.root.dag.tasks[task].inputs.artifacts.values():
+      assert artifact.task_output_artifact.producer_task in expected, task
+  # The run's artifacts go under the output directory, not the cluster's default root.
+  assert spec.default_pipeline_root == f'{OUTPUT_DIR}/pipeline_root/{config.pipeline_name}'
+
+
+def test_every_artifact_type_of_the_spec_imports_as_the_entrypoint_does_it(compiled):
+  """TFX's Kubeflow V2 entrypoint recreates each input and output artifact by importing the
+  class path its schema title names (kubeflow_v2_entrypoint_utils); a custom type whose title
+  does not import fails the task before its executor starts."""
+  from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint
+  from tfx.utils import import_utils
+  from kfp.pipeline_spec import pipeline_spec_pb2
+  spec = _spec(compiled['full'][2])
+  artifact_types = {}
+  for component in spec.components.values():
+    for definitions in (component.input_definitions, component.output_definitions):
+      for artifact in definitions.artifacts.values():
+        type_schema = pipeline_spec_pb2.ArtifactTypeSchema()
+        type_schema.CopyFrom(artifact.artifact_type)
+        artifact_types[entrypoint._retrieve_class_path(type_schema)] = type_schema
+  custom = sorted(path for path in artifact_types if path.startswith('quickdraw.'))
+  assert custom == ['quickdraw.Embeddings', 'quickdraw.ModelComparison',
+                    'quickdraw.SamplingManifest']
+  for path in artifact_types:
+    artifact_class = import_utils.import_class_by_path(path)
+    if path in custom:
+      assert artifact_class.TYPE_NAME == path
 
 
 def test_blessing_thresholds_are_run_time_parameters_with_the_profile_defaults(compiled):
@@ -93,7 +129,7 @@ def test_blessing_thresholds_are_run_time_parameters_with_the_profile_defaults(c
   for name in compile_kfp.RUNTIME_PARAMETERS:
     assert declared[name].default_value.number_value == pytest.approx(getattr(config, name))
     for model in config.models:
-      task = spec.root.dag.tasks[f'EmbeddingEvaluator.{model}']
+      task = spec.root.dag.tasks[f'EmbeddingEvaluator-{model}']
       assert task.inputs.parameters[name].component_input_parameter == name
 
 
@@ -108,8 +144,8 @@ def test_gpus_on_both_trainers_and_evaluators_cpu_and_memory_on_the_others(compi
       assert (resources.cpu_limit, resources.memory_limit) == (6.0, 24.0)
     elif task != 'QuickDrawExampleGen':  # TFX 1.16 compiles ExampleGen without resources.
       assert (resources.cpu_limit, resources.memory_limit) == (3.0, 10.0), task
-  assert with_gpu == {'Trainer.sknet', 'Trainer.skresnet', 'EmbeddingEvaluator.sknet',
-                      'EmbeddingEvaluator.skresnet'}
+  assert with_gpu == {'Trainer-sknet', 'Trainer-skresnet', 'EmbeddingEvaluator-sknet',
+                      'EmbeddingEvaluator-skresnet'}
 
 
 def test_zero_accelerators_request_none(tmp_path):
@@ -148,14 +184,14 @@ def test_components_carry_the_profile_and_source_chosen_at_compile_time(compiled
               config.num_categories, config.train_per_category, config.test_per_category,
               config.seed)
   for model in config.models:
-    training = json.loads(_constant(spec, f'Trainer.{model}', 'custom_config'))
+    training = json.loads(_constant(spec, f'Trainer-{model}', 'custom_config'))
     assert (training['epochs'], training['batch_size'], training['model_name']) == (
         config.training[model].epochs, config.training[model].batch_size, model)
-    pushed = json.loads(_constant(spec, f'Pusher.{model}', 'custom_config'))
+    pushed = json.loads(_constant(spec, f'Pusher-{model}', 'custom_config'))
     assert pushed['data']['source'] == config.source
-    destination = json.loads(_constant(spec, f'Pusher.{model}', 'push_destination'))
+    destination = json.loads(_constant(spec, f'Pusher-{model}', 'push_destination'))
     assert destination['filesystem']['base_directory'] == f'{OUTPUT_DIR}/registry/{model}'
-    evaluator = spec.root.dag.tasks[f'EmbeddingEvaluator.{model}'].inputs.parameters
+    evaluator = spec.root.dag.tasks[f'EmbeddingEvaluator-{model}'].inputs.parameters
     assert evaluator['train_eval_max_examples'].runtime_value.constant.number_value == (
         config.train_eval_max_examples)
 
@@ -208,9 +244,9 @@ def test_cli_compile_kfp_writes_the_spec(tmp_path, capsys):
   assert cli.main(_cli_args(tmp_path, '--accelerator-type', 'NVIDIA_L4',
                             '--accelerator-count', '1')) == 0
   spec = _spec(tmp_path / 'cli.yaml')
-  assert _executor(spec, 'Trainer.sknet').resources.accelerator.type == 'NVIDIA_L4'
+  assert _executor(spec, 'Trainer-sknet').resources.accelerator.type == 'NVIDIA_L4'
   assert _constant(spec, 'QuickDrawExampleGen', 'input_base') == FULL_SOURCE
-  assert 'Trainer.skresnet' in capsys.readouterr().out
+  assert 'Trainer-skresnet' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('extra, message', [
@@ -299,10 +335,35 @@ def test_submit_sends_typed_parameters(compiled, monkeypatch, capsys):
   path = str(compiled['full'][2])
   assert cli.main(['submit-kfp', '--spec', path, '--host', 'http://kfp.example:8888',
                    '--param', 'min_map=0.35', '--experiment', 'qd']) == 0
+  # Without pipeline_root Kubeflow Pipelines would use its minio:// default, which TFX's
+  # file I/O cannot write: the spec's root goes with the run.
   assert _RecordingClient.calls == [{
       'pipeline_file': path, 'host': 'http://kfp.example:8888', 'arguments': {'min_map': 0.35},
-      'run_name': None, 'experiment_name': 'qd', 'namespace': None}]
+      'run_name': None, 'experiment_name': 'qd', 'namespace': None,
+      'pipeline_root': f'{OUTPUT_DIR}/pipeline_root/quickdraw-tfx-full'}]
   assert 'run-1' in capsys.readouterr().out
+
+
+def test_submit_pipeline_root_can_be_overridden_but_not_to_minio(compiled, monkeypatch, capsys):
+  import kfp
+  monkeypatch.setattr(kfp, 'Client', _RecordingClient)
+  _RecordingClient.calls.clear()
+  path = str(compiled['full'][2])
+  assert submit_kfp.main(['--spec', path, '--pipeline-root', 'gs://other/root']) == 0
+  assert _RecordingClient.calls[-1]['pipeline_root'] == 'gs://other/root'
+  assert submit_kfp.main(['--spec', path, '--pipeline-root',
+                          'minio://mlpipeline/v2/artifacts']) == 2
+  assert 'pipeline root' in capsys.readouterr().err and len(_RecordingClient.calls) == 1
+
+
+def test_warm_start_is_refused_at_compile_time(tmp_path):
+  smoke = config_lib.profile('smoke', source=SMOKE_SOURCE, output_dir=OUTPUT_DIR)
+  training = dict(smoke.training)
+  training['skresnet'] = dataclasses.replace(training['skresnet'], warm_start=True)
+  with pytest.raises(compile_kfp.UsageError, match='warm_start is set for skresnet'):
+    compile_kfp.compile_pipeline(smoke.replace(training=training), _cluster(()),
+                                 str(tmp_path / 'warm.yaml'))
+  assert not (tmp_path / 'warm.yaml').exists()
 
 
 @pytest.mark.parametrize('param, message', [
