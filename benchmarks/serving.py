@@ -12,7 +12,8 @@ searches one after another) and `--clients` clients at once (`--requests` each),
 servers in turn: `quickdraw-tfx serve` as shipped (concurrent searches batched into one model
 call) and the same server with batching off (each request calls the model itself, as before).
 Queries are the version's own gallery PNGs, k=10. Reported per setting: requests/s, latency
-p50/p95/p99 and errors (non-200 answers or failed connections).
+p50/p95/p99 and errors (non-200 answers or failed connections); for the batched server also
+the model calls the concurrent phase made and their sizes (from its /health).
 
 memory: a server with `--max-models` (default 4) and, for comparison, one that keeps every
 version (the old behaviour); the model's newest version is pushed again `--pushes` times into
@@ -36,9 +37,11 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+from models import legacy_keras  # pylint: disable=g-import-not-at-top
+legacy_keras.enable()  # Before TensorFlow is imported.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # pylint: disable=g-import-not-at-top
@@ -133,6 +136,32 @@ def load(port: int, pngs, clients: int, requests: int, model: str = 'sknet') -> 
           'p99_over_p50': p99 / p50, 'errors': len(errors)}
 
 
+def batching_stats(port: int, model: str) -> Optional[dict]:
+  """The server's batching counters for the loaded version of `model` (None: not batched)."""
+  connection = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+  try:
+    connection.request('GET', '/health')
+    loaded = json.loads(connection.getresponse().read())['loaded']
+  finally:
+    connection.close()
+  stats = [entry.get('batching') for entry in loaded if entry['model'] == model]
+  return stats[-1] if stats else None
+
+
+def batches_between(before: Optional[dict], after: Optional[dict]) -> Optional[dict]:
+  """Model calls made between two readings of the counters, and their sizes."""
+  if before is None or after is None:
+    return None
+  sizes = {int(size): count - before['batch_sizes'].get(size, 0)
+           for size, count in after['batch_sizes'].items()}
+  sizes = {size: count for size, count in sorted(sizes.items()) if count}
+  images = sum(size * count for size, count in sizes.items())
+  calls = sum(sizes.values())
+  return {'model_calls': calls, 'images': images,
+          'mean_images_per_call': images / calls if calls else 0.0,
+          'calls_by_size': {str(size): count for size, count in sizes.items()}}
+
+
 def gallery_pngs(registry_root: str, model: str):
   from serving import registry  # pylint: disable=g-import-not-at-top
   version = registry.resolve(registry_root, model, need_gallery=True)
@@ -154,16 +183,21 @@ def cmd_concurrency(args) -> dict:
           search(server.port, png, model=args.model)
         load(server.port, pngs, args.clients, 2, args.model)
         one = load(server.port, pngs, 1, args.requests, args.model)
+        before = batching_stats(server.port, args.model)
         many = load(server.port, pngs, args.clients, args.requests, args.model)
+        batches = batches_between(before, batching_stats(server.port, args.model))
       finally:
         server.stop()
       many['speedup_over_one_client'] = (many['requests_per_second'] /
                                          one['requests_per_second'])
-      runs[name].append({'repeat': repeat, 'one_client': one, 'concurrent': many})
+      runs[name].append({'repeat': repeat, 'one_client': one, 'concurrent': many,
+                         'concurrent_batches': batches})
       print(f'repeat {repeat} {name:>9}: 1 client {one["requests_per_second"]:.1f}/s '
             f'p50 {one["p50"]:.3f}s | {args.clients} clients '
             f'{many["requests_per_second"]:.1f}/s p50 {many["p50"]:.3f} p95 {many["p95"]:.3f} '
-            f'p99 {many["p99"]:.3f} errors {many["errors"]}', file=sys.stderr, flush=True)
+            f'p99 {many["p99"]:.3f} errors {many["errors"]}'
+            + (f' | {batches["mean_images_per_call"]:.1f} images per model call'
+               if batches else ''), file=sys.stderr, flush=True)
   medians = {name: {
       part: {key: float(np.median([r[part][key] for r in rs]))
              for key in rs[0][part] if key not in ('clients', 'requests')}

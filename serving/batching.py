@@ -6,6 +6,7 @@ the first waiting request, then whatever else arrives within `max_wait` seconds 
 Under load the model runs on batches instead of on many small calls competing for the same
 cores; a lone request waits at most `max_wait` longer.
 """
+import collections
 import queue
 import threading
 import time
@@ -43,6 +44,8 @@ class MicroBatcher:
     self.max_wait = max_wait
     self.calls = 0  # Calls of `function` made (one per batch).
     self.requests = 0
+    # Inputs per combined call -> how many such calls: whether batches form under load.
+    self.batch_sizes: 'collections.Counter[int]' = collections.Counter()
     self._queue: 'queue.Queue[Optional[_Job]]' = queue.Queue()
     self._lock = threading.Lock()
     self._closed = False
@@ -59,6 +62,12 @@ class MicroBatcher:
     if closed:
       self._run([job])
     return job[1].result()
+
+  def stats(self) -> Dict:
+    """Requests taken, model calls made and their sizes (inputs per call -> calls)."""
+    with self._lock:
+      return {'requests': self.requests, 'calls': self.calls,
+              'batch_sizes': {str(size): count for size, count in sorted(self.batch_sizes.items())}}
 
   def close(self) -> None:
     """Serves what is queued, then stops the worker (it holds the model)."""
@@ -101,6 +110,7 @@ class MicroBatcher:
     try:
       with self._lock:
         self.calls += 1
+        self.batch_sizes[len(inputs)] += 1
       columns = self._function(inputs)
     except Exception as e:  # pylint: disable=broad-except  # Handed to the callers.
       if len(batch) > 1:

@@ -5,7 +5,8 @@
   POST /search?model=<m>&k=10&version=latest
        body: a PNG (Content-Type image/png), ndjson lines (application/x-ndjson or
        application/json), or a multipart form with the file in field `query`
-  GET  /health                              liveness, and the versions loaded
+  GET  /health                              liveness, the versions loaded and their batching
+                                            (requests, model calls, inputs per call)
 
 Every error is JSON, {"error": {"status", "message"}}: 400 bad query, parameter or version
 string, 404 unknown model, version or route, 405 wrong method, 413 upload over the limit
@@ -119,8 +120,14 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
 
   @app.get('/health')
   def health():
-    return flask.jsonify({'status': 'ok', 'loaded': [
-        {'model': model, 'version': version} for model, version in searchers.keys()]})
+    loaded = []
+    for (model, version), searcher in searchers.items():
+      entry = {'model': model, 'version': version}
+      batcher = getattr(searcher, 'batcher', None)
+      if batcher is not None:
+        entry['batching'] = batcher.stats()
+      loaded.append(entry)
+    return flask.jsonify({'status': 'ok', 'loaded': loaded})
 
   @app.get('/models')
   def models():

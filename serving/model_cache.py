@@ -9,7 +9,7 @@ the requests still using them finish.
 import collections
 import threading
 from concurrent import futures
-from typing import Callable, Dict, Generic, Hashable, List, TypeVar
+from typing import Callable, Dict, Generic, Hashable, List, Tuple, TypeVar
 
 DEFAULT_CAPACITY = 4
 
@@ -39,6 +39,11 @@ class LruCache(Generic[V]):
     """Cached keys, least recently used first."""
     with self._lock:
       return list(self._values)
+
+  def items(self) -> List[Tuple[Hashable, V]]:
+    """Cached (key, value) pairs, least recently used first."""
+    with self._lock:
+      return list(self._values.items())
 
   def get(self, key: Hashable, load: Callable[[], V]) -> V:
     with self._lock:

@@ -75,6 +75,9 @@ def test_concurrent_requests_are_batched_and_get_their_own_rows():
     np.testing.assert_array_equal(got['embedding'], expected['embedding'])
   assert batcher.calls == len(calls) < len(requests) == batcher.requests
   assert sum(calls) == sum(len(r) for r in requests) and max(calls) <= 64
+  stats = batcher.stats()
+  assert stats['requests'] == len(requests) and stats['calls'] == len(calls)
+  assert stats['batch_sizes'] == {str(size): calls.count(size) for size in set(calls)}
   batcher.close()
 
 

@@ -16,6 +16,7 @@ import pytest
 from waitress import wasyncore
 from werkzeug import serving as werkzeug_serving
 
+from serving import batching
 from serving import http
 from serving import registry
 from serving import search
@@ -280,6 +281,29 @@ def test_the_server_loads_each_pushed_version_into_a_bounded_cache(tmp_path):
   response = client.post('/search?model=sknet&version=1', data=_ndjson(1),
                          content_type='application/x-ndjson')
   assert response.status_code == 200 and FakeSearcher.loads[-1] == ('sknet', 1)
+
+
+def test_health_reports_how_each_loaded_version_batches(tmp_path):
+  """Requests, model calls and inputs per call: whether batches form under load."""
+  root = str(tmp_path / 'registry')
+  _push(root, 'sknet', 1)
+
+  class Batched(FakeSearcher):
+    def __init__(self, model_version):
+      super().__init__(model_version)
+      self.batcher = batching.MicroBatcher(lambda inputs: {'row': inputs}, max_wait=0.05)
+
+    def search(self, queries, k):
+      self.batcher(queries)
+      return super().search(queries, k)
+
+  client = http.create_app(root, load_searcher=Batched).test_client()
+  for count in (1, 3):
+    response = client.post('/search?model=sknet', data=_ndjson(count),
+                           content_type='application/x-ndjson')
+    assert response.status_code == 200
+  [loaded] = client.get('/health').json['loaded']
+  assert loaded['batching'] == {'requests': 2, 'calls': 2, 'batch_sizes': {'1': 1, '3': 1}}
 
 
 # No server paths; every failure is JSON.
