@@ -9,8 +9,10 @@ setuptools.setup(
     python_requires='>=3.10,<3.11',
     packages=setuptools.find_packages(
         include=['pipeline', 'components', 'models', 'serving', 'kubeflow']),
+    py_modules=['quickdraw'],  # The artifact types by their ML Metadata names (Kubeflow).
     package_data={
         'components': ['data/*.txt'],
+        'pipeline': ['templates/*.j2'],  # The report's templates.
         'serving': ['templates/*.html', 'static/*.js', 'static/*.css'],  # The sketch pad.
     },
     install_requires=[
@@ -24,10 +26,11 @@ setuptools.setup(
         'pyyaml',  # --config files
         'matplotlib',  # report figures
         'markdown',  # report.md -> report.html
+        'jinja2',  # the report's templates (pipeline/templates)
         'shapely',  # Ramer-Douglas-Peucker for raw strokes (components/stroke_simplification.py).
         'flask',  # serving/http.py
         'waitress',  # serving/server.py: the production WSGI server of `serve`
     ],
-    extras_require={'test': ['pytest', 'faiss-cpu'], 'ann': ['faiss-cpu']},
+    extras_require={'test': ['pytest', 'faiss-cpu', 'import-linter'], 'ann': ['faiss-cpu']},
     entry_points={'console_scripts': ['quickdraw-tfx=pipeline.cli:main']},
 )

@@ -24,10 +24,11 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from models import legacy_keras  # pylint: disable=g-import-not-at-top
+legacy_keras.enable()  # Before TensorFlow is imported.
 SHARED = os.path.normpath(os.path.join(ROOT, '..', 'shared', 'quickdraw', 'simplified'))
 MODES = {
     'in_memory': ('--direct_running_mode=in_memory', '--direct_num_workers=1'),
@@ -36,8 +37,8 @@ MODES = {
 
 
 def _categories(count, seed=0):
-  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
-  return quickdraw_data.choose_categories(quickdraw_data.list_categories(SHARED), count, seed)
+  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
+  return quickdraw_source.choose_categories(quickdraw_source.list_categories(SHARED), count, seed)
 
 
 def run_executor(source, categories, per_category, beam_args, out_dir, seed=0):
@@ -68,18 +69,20 @@ def run_executor(source, categories, per_category, beam_args, out_dir, seed=0):
 def plain_loop(source, categories, per_category, out_dir, seed=0):
   """The same drawings sampled, rendered, encoded and written by one process, no Beam."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
+  from components import category_sampling  # pylint: disable=g-import-not-at-top
+  from components import drawing_rendering  # pylint: disable=g-import-not-at-top
   test = max(per_category // 10, 1)
   start = time.perf_counter()
   read = written = 0
   options = tf.io.TFRecordOptions(compression_type='GZIP')
   with tf.io.TFRecordWriter(os.path.join(out_dir, 'plain.gz'), options) as writer:
     for category in categories:
-      sample = quickdraw_data.sample_category(source, category, per_category - test, test, seed)
+      sample = category_sampling.sample_category(source, category, per_category - test, test,
+                                                 seed)
       read += sample.read
       for drawing_id, item in sample.train + sample.test:
-        png = quickdraw_data.render_item(item)
-        writer.write(quickdraw_data.to_example(drawing_id, category, png).SerializeToString(
+        png = drawing_rendering.render_item(item)
+        writer.write(drawing_rendering.to_example(drawing_id, category, png).SerializeToString(
             deterministic=True))
         written += 1
   return time.perf_counter() - start, read, written
@@ -126,12 +129,13 @@ def _synthetic_file(path, drawings, seed=0):
 
 def whole_file_sample(source, category, train_count, test_count, seed):
   """The first version's reader: every line parsed and kept, deduplicated, then sampled."""
-  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
-  path = quickdraw_data.category_path(source, category)
+  from components import drawing_records  # pylint: disable=g-import-not-at-top
+  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
+  path = quickdraw_source.category_path(source, category)
   unique, seen = [], set()
   with open(path, 'rb') as f:
     for line_number, line in enumerate(f, start=1):
-      drawing = quickdraw_data.parse_drawing(line, path, line_number, category)
+      drawing = drawing_records.parse_drawing(line, path, line_number, category)
       key = json.dumps(drawing, separators=(',', ':'))
       if key not in seen:
         seen.add(key)
@@ -151,11 +155,11 @@ def _child(argv):
 
 
 def memory_child(args):
-  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
+  from components import category_sampling  # pylint: disable=g-import-not-at-top
   before = _peak_rss_mb()
   start = time.perf_counter()
   if args.reader == 'streaming':
-    quickdraw_data.sample_category(args.folder, 'big', 900, 100, seed=0)
+    category_sampling.sample_category(args.folder, 'big', 900, 100, seed=0)
   else:
     whole_file_sample(args.folder, 'big', 900, 100, seed=0)
   print(json.dumps({'seconds': time.perf_counter() - start, 'peak_mb': _peak_rss_mb(),

@@ -20,9 +20,10 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # Before any TensorFlow import.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from models import legacy_keras  # pylint: disable=g-import-not-at-top
+legacy_keras.enable()  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top
 import tensorflow as tf

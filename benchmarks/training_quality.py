@@ -1,7 +1,7 @@
 """Does augmentation (or a schedule / label smoothing) help at the default profile's data scale?
 
 Plain Keras on the default profile's data: its 10 categories, 120 training and 30 test
-drawings each (seed 42, read with components/quickdraw_data.py as ExampleGen does), skNet,
+drawings each (seed 42, read with components/category_sampling.py as ExampleGen does), skNet,
 3 epochs, batch 32, Adam 3e-4; the same seed, data and order for every variant. Reports
 inference-mode test accuracy (after the Trainer's BatchNorm re-estimation) and leave-one-out
 mAP on fc_1. `--image-size` below 128 trades fidelity for time on a busy CPU.
@@ -13,9 +13,10 @@ import os
 import sys
 import time
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # Before any TensorFlow import.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from models import legacy_keras  # pylint: disable=g-import-not-at-top
+legacy_keras.enable()  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top
 import numpy as np
@@ -23,7 +24,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from benchmarks.training import emit
-from components import quickdraw_data
+from components import category_sampling
+from components import drawing_rendering
 from components import retrieval
 from models import architectures
 from models import augmentation as augmentation_lib
@@ -47,9 +49,9 @@ VARIANTS = {
 def load(source, image_size, train_count, test_count, seed):
   images, labels = {'train': [], 'test': []}, {'train': [], 'test': []}
   for label, category in enumerate(DEFAULT_CATEGORIES):
-    sample = quickdraw_data.sample_category(source, category, train_count, test_count, seed)
+    sample = category_sampling.sample_category(source, category, train_count, test_count, seed)
     for split, drawings in (('train', sample.train), ('test', sample.test)):
-      pngs = tf.constant([quickdraw_data.render_png(d) for _, d in drawings])
+      pngs = tf.constant([drawing_rendering.render_png(d) for _, d in drawings])
       images[split].append(preprocessing.decode_and_resize(pngs, image_size).numpy())
       labels[split] += [label] * len(drawings)
   return ({s: np.concatenate(images[s]) for s in images},

@@ -1,5 +1,1 @@
-import os
-
-# Keras 2 (tf_keras) for the models and for TFT's Keras layer; must precede the first
-# TensorFlow import, so every package of the project sets it on import.
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+"""TFX components and the data, metrics and registry code they use; imports only models/."""

@@ -1,7 +1,7 @@
 """The Evaluator's blessing decision: thresholds, and optionally the currently pushed model.
 
 The pushed model is read from the registry (`<registry>/<model>/<version>/model_card.json`,
-see components/registry_pusher.py) tolerantly: anything unreadable means "no pushed model",
+see components/registry_store.py) tolerantly: anything unreadable means "no pushed model",
 with the reason in the check's detail, never a failed evaluation.
 """
 import json
@@ -11,7 +11,8 @@ from typing import Dict, List, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
-MODEL_CARD_FILE = 'model_card.json'  # components.registry_pusher.MODEL_CARD_FILE (no cycle).
+from components.registry_store import MODEL_CARD_FILE
+
 COMPARED_METRICS = ('test_accuracy', 'map')
 
 

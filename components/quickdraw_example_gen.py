@@ -32,8 +32,11 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components import quickdraw_data
-from pipeline import progress
+from components import category_sampling
+from components import drawing_rendering
+from components import quickdraw_source
+from models import features
+from models import progress
 
 SPLITS = ('train', 'test')
 MANIFEST_FILE = 'manifest.json'
@@ -77,9 +80,9 @@ class _SampleCategory(beam.DoFn):
 
   def process(self, category: str):
     c = self._config
-    sample = quickdraw_data.sample_category(
+    sample = category_sampling.sample_category(
         c['source'], category, c['train_per_category'], c['test_per_category'], c['seed'],
-        max_skip_ratio=c.get('max_skip_ratio', quickdraw_data.DEFAULT_MAX_SKIP_RATIO),
+        max_skip_ratio=c.get('max_skip_ratio', category_sampling.DEFAULT_MAX_SKIP_RATIO),
         recognized_only=bool(c.get('recognized_only', False)))
     row = sample.manifest_row()
     logging.info('QuickDrawExampleGen: %r (%s): %d read, %d skipped, %d duplicates removed '
@@ -92,8 +95,8 @@ class _SampleCategory(beam.DoFn):
                            f'QuickDrawExampleGen: rendering {category!r}', 'drawings') as shown:
       for split, items in (('train', sample.train), ('test', sample.test)):
         for drawing_id, item in items:
-          png = quickdraw_data.render_item(item, c['render_size'], c['stroke_width'])
-          example = quickdraw_data.to_example(drawing_id, category, png)
+          png = drawing_rendering.render_item(item, c['render_size'], c['stroke_width'])
+          example = drawing_rendering.to_example(drawing_id, category, png)
           shown.update()
           # Deterministic: the feature map is written in a fixed order, so the same seed and
           # source give byte-identical records.
@@ -142,15 +145,17 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                              exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
     config = sampling_config(exec_properties)
     config['source'] = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    categories = list(config.get('categories') or []) or quickdraw_data.choose_categories(
-        quickdraw_data.list_categories(config['source']), config['num_categories'], config['seed'])
+    categories = list(config.get('categories') or []) or quickdraw_source.choose_categories(
+        quickdraw_source.list_categories(config['source']), config['num_categories'],
+        config['seed'])
     logging.info('QuickDrawExampleGen: %d categories from %s: %s', len(categories),
                  config['source'], ', '.join(categories))
     tagged = pipeline | 'Sample' >> _SampledExamples(config, categories)
     header = {key: config.get(key, default) for key, default in (
         ('source', None), ('seed', None), ('train_per_category', None),
         ('test_per_category', None), ('render_size', None), ('stroke_width', None),
-        ('max_skip_ratio', quickdraw_data.DEFAULT_MAX_SKIP_RATIO), ('recognized_only', False))}
+        ('max_skip_ratio', category_sampling.DEFAULT_MAX_SKIP_RATIO),
+        ('recognized_only', False))}
     header['category_choice'] = 'explicit' if config.get('categories') else 'random (seeded)'
     header['chosen_categories'] = sorted(categories)
     _ = (tagged[_SampleCategory.MANIFEST]
@@ -176,7 +181,7 @@ class _Driver(example_gen_driver.FileBasedDriver):
   """File fingerprints for local and gs:// sources; an https:// prefix cannot be listed."""
 
   def get_input_processor(self, splits, range_config=None, input_base_uri=None):
-    if input_base_uri and quickdraw_data.is_url(input_base_uri):
+    if input_base_uri and quickdraw_source.is_url(input_base_uri):
       return input_processor.QueryBasedInputProcessor(splits, range_config)
     return super().get_input_processor(splits, range_config, input_base_uri)
 
@@ -194,7 +199,7 @@ class QuickDrawExampleGen(example_gen_component.FileBasedExampleGen):
   def __init__(self, source: str, num_categories: int, train_per_category: int,
                test_per_category: int, seed: int, render_size: int = 256,
                stroke_width: int = 3, categories: Sequence[str] = (),
-               max_skip_ratio: float = quickdraw_data.DEFAULT_MAX_SKIP_RATIO,
+               max_skip_ratio: float = category_sampling.DEFAULT_MAX_SKIP_RATIO,
                recognized_only: bool = False):
     struct = struct_pb2.Struct()
     struct.update({
@@ -240,12 +245,12 @@ def read_split(examples: Any, split: str) -> Dict[str, list]:
   if not files:
     raise FileNotFoundError(f'{pattern}: no examples for split {split!r}')
   spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
-          (quickdraw_data.IMAGE_KEY, quickdraw_data.CATEGORY_KEY, quickdraw_data.ID_KEY)}
+          (features.IMAGE_KEY, features.CATEGORY_KEY, features.ID_KEY)}
   parts = {'id': [], 'category': [], 'png': [], 'serialized': []}
   for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(256):
     parsed = tf.io.parse_example(serialized, spec)
     parts['serialized'] += list(serialized.numpy())
-    parts['png'] += list(parsed[quickdraw_data.IMAGE_KEY].numpy())
-    parts['id'] += [v.decode('utf-8') for v in parsed[quickdraw_data.ID_KEY].numpy()]
-    parts['category'] += [v.decode('utf-8') for v in parsed[quickdraw_data.CATEGORY_KEY].numpy()]
+    parts['png'] += list(parsed[features.IMAGE_KEY].numpy())
+    parts['id'] += [v.decode('utf-8') for v in parsed[features.ID_KEY].numpy()]
+    parts['category'] += [v.decode('utf-8') for v in parsed[features.CATEGORY_KEY].numpy()]
   return parts

@@ -1,13 +1,14 @@
 """RegistryPusher: pushes a blessed model, its model card and a search gallery, atomically.
 
 The registry is a folder per model with one numbered version folder per push
-(`<registry>/<model>/<version>/`, TF Serving's layout; `serving/registry.py` documents it).
+(`<registry>/<model>/<version>/`, TF Serving's layout; components/registry_store.py documents
+it).
 Each version holds the SavedModel with `assets.extra/categories.txt`, `model_card.json` and
 `model_card.md` (metrics, categories, data manifest, training configuration, lineage, code
 version) and `gallery.npz` (embeddings, categories, ids and PNGs of the gallery drawings, so
 search needs none of the pipeline's artifacts). Everything is staged in a temporary folder and
 published under a version number claimed last, with model_card.json written after every other
-file (`serving/publishing.py`): readers never see a half push, and concurrent pushes get
+file (`components/registry_store.py`): readers never see a half push, and concurrent pushes get
 different numbers.
 
 Beyond TFX's Pusher inputs (model, model_blessing) it takes, all optional, the examples
@@ -38,13 +39,11 @@ from tfx.utils import proto_utils
 
 from components import embedding_evaluator
 from components import quickdraw_example_gen
+from components import registry_store
 from components.embedding_evaluator import HEADLINE_METRICS
+from models import progress
 from models import trainer
-from serving import publishing
-from serving import registry
 
-MODEL_CARD_FILE = registry.MODEL_CARD_FILE
-CATEGORIES_FILE = registry.CATEGORIES_FILE
 EXAMPLES_KEY = 'examples'
 EMBEDDINGS_KEY = 'embeddings'
 EVALUATION_KEY = 'evaluation'
@@ -116,7 +115,7 @@ def describe_signatures(saved_model_dir: str) -> Dict[str, Any]:
 
 
 def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.Artifact],
-                  model_path: str, batch_size: int = 64) -> registry.Gallery:
+                  model_path: str, batch_size: int = 64) -> registry_store.Gallery:
   """The gallery of `splits`: the test split's embeddings come from the Evaluator's artifact
   (matched to the examples' PNGs by drawing id); other splits are embedded here."""
   columns = {'embedding': [], 'category': [], 'id': [], 'split': [], 'png': []}
@@ -136,12 +135,12 @@ def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.A
       if embed is None:
         embed = tf.saved_model.load(model_path).signatures['embed']
       parts, serialized = [], records['serialized']
-      for start in range(0, len(serialized), batch_size):
-        parts.append(embed(examples=tf.constant(serialized[start:start + batch_size]))[
-            'embedding'].numpy())
-        if len(parts) % 20 == 0:
-          logging.info('RegistryPusher: embedding gallery split %s: %d of %d drawings', split,
-                       start + batch_size, len(serialized))
+      with progress.Progress(len(serialized), f'RegistryPusher: embedding gallery split {split}',
+                             'drawings') as shown:
+        for start in range(0, len(serialized), batch_size):
+          batch = serialized[start:start + batch_size]
+          parts.append(embed(examples=tf.constant(batch))['embedding'].numpy())
+          shown.update(len(batch))
       vectors = np.concatenate(parts)
       categories, ids, pngs = records['category'], records['id'], records['png']
     logging.info('RegistryPusher: gallery split %s: %d drawings', split, len(ids))
@@ -150,10 +149,10 @@ def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.A
     columns['id'] += list(ids)
     columns['split'] += [split] * len(ids)
     columns['png'] += pngs
-  return registry.Gallery(embedding=np.concatenate(columns['embedding']),
-                          category=np.asarray(columns['category'], str),
-                          id=np.asarray(columns['id'], str),
-                          split=np.asarray(columns['split'], str), png=columns['png'])
+  return registry_store.Gallery(embedding=np.concatenate(columns['embedding']),
+                                category=np.asarray(columns['category'], str),
+                                id=np.asarray(columns['id'], str),
+                                split=np.asarray(columns['split'], str), png=columns['png'])
 
 
 def _training_line(run: Optional[Dict[str, Any]]) -> str:
@@ -217,24 +216,24 @@ class Executor(pusher_executor.Executor):
       io_utils.copy_dir(model_path, folder)
       gallery = self._gallery(input_dict, custom_config, model_path)
       if gallery is not None:
-        registry.write_gallery(os.path.join(folder, registry.GALLERY_FILE), gallery)
+        registry_store.write_gallery(os.path.join(folder, registry_store.GALLERY_FILE), gallery)
       card.update(self._model_card(input_dict, custom_config, folder, gallery))
 
     def card_files(version: int) -> Dict[str, str]:
       # The version is known only once claimed, after staging; publish writes these last.
       card['version'] = str(version)
-      return {registry.MODEL_CARD_MARKDOWN: model_card_markdown(card),
-              MODEL_CARD_FILE: json.dumps(card, indent=2)}
+      return {registry_store.MODEL_CARD_MARKDOWN: model_card_markdown(card),
+              registry_store.MODEL_CARD_FILE: json.dumps(card, indent=2)}
 
-    version, published = publishing.publish(model_dir, stage, card_files)
+    version, published = registry_store.publish(model_dir, stage, card_files)
     # The artifact keeps the card of what was pushed (the registry holds the model itself).
-    for name in (MODEL_CARD_FILE, registry.MODEL_CARD_MARKDOWN):
+    for name in (registry_store.MODEL_CARD_FILE, registry_store.MODEL_CARD_MARKDOWN):
       io_utils.copy_file(os.path.join(published, name), os.path.join(pushed.uri, name), True)
     self._MarkPushed(pushed, pushed_destination=published, pushed_version=str(version))
     logging.info('RegistryPusher: %s version %d pushed to %s', custom_config.get('model_name'),
                  version, published)
 
-  def _gallery(self, input_dict, custom_config, model_path) -> Optional[registry.Gallery]:
+  def _gallery(self, input_dict, custom_config, model_path) -> Optional[registry_store.Gallery]:
     examples = _single(input_dict, EXAMPLES_KEY)
     splits = list(custom_config.get('gallery_splits') or DEFAULT_GALLERY_SPLITS)
     if examples is None:
@@ -243,7 +242,7 @@ class Executor(pusher_executor.Executor):
     return build_gallery(splits, examples, _single(input_dict, EMBEDDINGS_KEY), model_path)
 
   def _model_card(self, input_dict, custom_config, folder: str,
-                  gallery: Optional[registry.Gallery]) -> Dict[str, Any]:
+                  gallery: Optional[registry_store.Gallery]) -> Dict[str, Any]:
     """The card of a staged version; 'version' is filled in when the number is claimed."""
     model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
     blessing = artifact_utils.get_single_instance(
@@ -251,7 +250,7 @@ class Executor(pusher_executor.Executor):
     examples = _single(input_dict, EXAMPLES_KEY)
     embeddings = _single(input_dict, EMBEDDINGS_KEY)
     evaluation = _single(input_dict, EVALUATION_KEY)
-    with tf.io.gfile.GFile(os.path.join(folder, CATEGORIES_FILE)) as f:
+    with tf.io.gfile.GFile(os.path.join(folder, registry_store.CATEGORIES_FILE)) as f:
       categories = [line.strip() for line in f if line.strip()]
 
     def artifact_ref(artifact):
@@ -274,7 +273,7 @@ class Executor(pusher_executor.Executor):
         # What the Trainer did with it: precision used, steps, epochs reached, machine.
         'training_run': _training_run(folder),
         'gallery': {
-            'file': registry.GALLERY_FILE if gallery is not None else None,
+            'file': registry_store.GALLERY_FILE if gallery is not None else None,
             'size': len(gallery) if gallery is not None else 0,
             'splits': sorted(set(gallery.split.tolist())) if gallery is not None else [],
             'embedding_dim': int(gallery.embedding.shape[1]) if gallery is not None else None,
@@ -314,7 +313,3 @@ class RegistryPusher(base_component.BaseComponent):
         embeddings=embeddings, evaluation=evaluation,
         pushed_model=types.Channel(type=standard_artifacts.PushedModel))
     super().__init__(spec=spec)
-
-
-def read_model_card(version_dir: str) -> Dict[str, Any]:
-  return registry.read_card(version_dir)

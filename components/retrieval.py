@@ -21,6 +21,8 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from models import progress as progress_lib
+
 K_VALUES = (1, 5, 10, 50)
 NUM_NEIGHBORS = 10
 RECALL_LEVELS = tuple(i / 10 for i in range(11))
@@ -274,16 +276,15 @@ def summarize(result: RetrievalResult, labels: np.ndarray,
 
 
 class ProgressLogger:
-  """`progress` callback for evaluate(): queries done, as a bar or log lines (pipeline.progress)."""
+  """`progress` callback for evaluate(): queries done, shown by models/progress.py."""
 
   def __init__(self, what: str, interval: float = 10.0):
     self._what, self._interval = what, interval
     self._shown = None
 
   def __call__(self, done: int, total: int) -> None:
-    from pipeline import progress  # pylint: disable=g-import-not-at-top
     if self._shown is None:
-      self._shown = progress.Progress(total, self._what, 'queries', log_every=self._interval)
+      self._shown = progress_lib.Progress(total, self._what, 'queries', log_every=self._interval)
     self._shown.update(done - self._shown.count)
     if done == total:
       self._shown.close()

@@ -2,7 +2,7 @@
 
 A download goes to `<name>.part` and resumes from there with an HTTP Range request; it is
 renamed into place only once its size matches the size the server announced (Content-Length,
-or the total of a Content-Range when resuming). Progress is logged every 10%.
+or the total of a Content-Range when resuming). Progress is shown by models/progress.py.
 """
 import hashlib
 import http.client
@@ -12,6 +12,8 @@ import urllib.request
 from typing import Optional
 
 from absl import logging
+
+from models import progress
 
 CACHE_DIR = os.environ.get(
     'QUICKDRAW_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'quickdraw-tfx'))
@@ -49,8 +51,9 @@ def fetch(url: str, cache_dir: Optional[str] = None, timeout: float = 60.0) -> s
     total = _announced_size(response, done)
     logging.info('Downloading %s (%s bytes%s) to %s', url, total or 'unknown',
                  f', resuming at {done}' if done else '', path)
-    progress = _Progress(url, total, done)
-    with open(partial, 'ab' if done else 'wb') as out:
+    shown = progress.Progress(total - done if total is not None else None,
+                              f'Downloading {os.path.basename(url)}', 'B', unit_scale=True)
+    with shown, open(partial, 'ab' if done else 'wb') as out:
       while True:
         try:
           chunk = response.read(_CHUNK)
@@ -60,8 +63,9 @@ def fetch(url: str, cache_dir: Optional[str] = None, timeout: float = 60.0) -> s
         if not chunk:
           break
         out.write(chunk)
-        progress.advance(len(chunk))
+        shown.update(len(chunk))
   size = os.path.getsize(partial)
+  logging.info('Downloaded %s: %d of %s bytes', os.path.basename(url), size, total or 'unknown')
   if total is not None and size != total:
     raise OSError(f'{url}: downloaded {size} of {total} bytes (the size the server announced); '
                   'run again to resume.')
@@ -76,22 +80,3 @@ def _announced_size(response, done: int) -> Optional[int]:
     return int(content_range.rpartition('/')[2])
   length = response.headers.get('Content-Length')
   return done + int(length) if length is not None else None
-
-
-class _Progress:
-  """Logs a download's progress at every 10% (or every 100 MB when the size is unknown)."""
-
-  def __init__(self, url: str, total: Optional[int], done: int):
-    self._url, self._total, self._done = url, total, done
-    self._next = self._step() * (done // self._step() + 1)
-
-  def _step(self) -> int:
-    return max(self._total // 10, 1) if self._total else 100 << 20
-
-  def advance(self, count: int) -> None:
-    self._done += count
-    if self._done >= self._next:
-      share = f' ({self._done / self._total:.0%})' if self._total else ''
-      logging.info('Downloading %s: %.1f of %s MB%s', os.path.basename(self._url),
-                   self._done / 1e6, f'{self._total / 1e6:.1f}' if self._total else '?', share)
-      self._next += self._step() * ((self._done - self._next) // self._step() + 1)

@@ -1,5 +1,3 @@
-import os
-
-# Keras 2 (tf_keras) for the models and for TFT's Keras layer; must precede the first
-# TensorFlow import, so every package of the project sets it on import.
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+"""Keras models, their training and feature definitions: the bottom layer, importing no other
+package of the project (layers: models < components < pipeline < serving, kubeflow, benchmarks;
+checked by tests/test_import_layers.py)."""

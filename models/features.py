@@ -1,5 +1,9 @@
-"""Feature names shared by the schema, Transform, the Trainer and the Evaluator."""
-from components.quickdraw_data import CATEGORY_KEY, ID_KEY, IMAGE_KEY  # noqa: F401  (raw features)
+"""Feature names shared by ExampleGen, the schema, Transform, the Trainer and the Evaluator."""
+
+# Raw features of the emitted tf.Examples; schema/schema.pbtxt lists the same.
+IMAGE_KEY = 'image_png'
+CATEGORY_KEY = 'category'
+ID_KEY = 'drawing_id'
 
 # Transformed features (outputs of preprocessing_fn).
 IMAGE = 'image'

@@ -19,7 +19,6 @@ from models import features
 TOP_K = 5
 CLASSIFY_KEYS = ('probabilities', 'class_id', 'category', 'top5_class_ids', 'top5_categories',
                  'top5_probabilities')
-EMBED_KEYS = CLASSIFY_KEYS + ('embedding',)
 
 
 def export_signatures(model: keras.Model,

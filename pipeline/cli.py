@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from models import legacy_keras
+
 # Each module defines register(subparsers): it adds its subcommand and sets `func`, a
 # callable(args) -> exit code. Modules import TensorFlow lazily so `--help` stays fast.
 SUBCOMMAND_MODULES = ('pipeline.run', 'pipeline.report', 'serving.cli', 'kubeflow.compile_kfp',
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+  legacy_keras.enable()  # Before a subcommand imports TensorFlow.
   args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
   return args.func(args)
 

@@ -1,177 +1,199 @@
-"""The report's per-category figures: readable at 3 categories and at 100 or more.
+"""The report's figures (matplotlib, written as PNG) from a `RunResults`.
 
-A table per category stops being read past twenty rows, so every category goes into
-figures instead: accuracy and AP of both models as a sorted dot plot, and each model's
-confusion matrix as a heatmap, all in one category order (the models' mean test accuracy,
-best first) so that a category sits at the same place in every figure.
+`draw` writes every figure the run's data allows: sample drawings, learning curves, retrieval
+precision-recall, the per-category figures (report_category_figures), retrieval examples and
+wall time. Each figure function returns False when the run recorded nothing to draw.
 """
-from typing import Any, Dict, List, Optional, Sequence
-import warnings
+import os
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-# Below this font size (points) a heatmap's category labels are left out, with a note.
-MIN_LABEL_POINTS = 4.0
-# Largest heatmap side (inches): wider images are scaled down in the HTML page anyway.
-MAX_HEATMAP_INCHES = 11.0
-# Up to this many categories the heatmap's cells show their counts.
-ANNOTATED_CATEGORIES = 15
-MODEL_STYLES = (('tab:blue', 'o'), ('tab:orange', 's'), ('tab:green', '^'), ('tab:red', 'D'))
+from pipeline import report_category_figures
+from pipeline import report_data
+from pipeline.report_category_figures import pyplot, save
+from pipeline.report_data import get_path
 
 
-def pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
+def _as_model_input(pngs: Sequence[bytes], image_size: int) -> np.ndarray:
+  """The drawings exactly as the models see them (the Transform's decode and resize)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from models import preprocessing  # pylint: disable=g-import-not-at-top
+  return preprocessing.decode_and_resize(tf.constant(list(pngs)), image_size).numpy()[..., 0]
 
 
-def save(figure, path: str, dpi: int = 100) -> None:
-  figure.savefig(path, dpi=dpi, bbox_inches='tight')
-  pyplot().close(figure)
-
-
-def get_path(tree: Any, dotted: str, default=None):
-  for part in dotted.split('.'):
-    if not isinstance(tree, dict) or part not in tree:
-      return default
-    tree = tree[part]
-  return tree
-
-
-def per_category(model) -> Dict[str, Dict[str, Optional[float]]]:
-  """{category: {'accuracy', 'ap'}} of the test split, for categories with test drawings."""
-  per_class = get_path(model.metrics, 'classification.test.per_class') or {}
-  per_ap = get_path(model.metrics, 'retrieval.l2.per_category_ap') or {}
-  result = {}
-  for category in list(per_ap) + [c for c in per_class if c not in per_ap]:
-    accuracy = get_path(per_class, f'{category}.accuracy')
-    ap = per_ap.get(category)
-    if accuracy is not None or ap is not None:
-      result[category] = {'accuracy': accuracy, 'ap': ap}
-  return result
-
-
-def category_order(models: Sequence) -> List[str]:
-  """Categories by the models' mean test accuracy, then mean AP, best first; then by name."""
-  tables = [per_category(m) for m in models]
-  names = sorted({c for table in tables for c in table})
-
-  def mean(category, key):
-    values = [t[category][key] for t in tables
-              if category in t and t[category][key] is not None]
-    return float(np.mean(values)) if values else -1.0
-  return sorted(names, key=lambda c: (-mean(c, 'accuracy'), -mean(c, 'ap'), c))
-
-
-def figure_per_category(models: Sequence, order: Sequence[str], path: str) -> bool:
-  """Test accuracy and AP (L2) of every category, one marker per model, in `order`."""
-  tables = [per_category(m) for m in models]
-  if not order or not any(tables):
+def figure_samples(run: report_data.RunResults, path: str, categories: int = 6,
+                   per_category: int = 5) -> bool:
+  by_category: Dict[str, List[bytes]] = {}
+  for drawing_id in sorted(run.test_drawings):
+    category, png = run.test_drawings[drawing_id]
+    by_category.setdefault(category, []).append(png)
+  chosen = sorted(by_category)[:categories]
+  if not chosen:
     return False
   plt = pyplot()
-  from matplotlib import lines  # pylint: disable=g-import-not-at-top
-  n = len(order)
-  figure, axes = plt.subplots(1, 2, sharey=True, figsize=(10, max(3.0, 0.16 * n + 1.6)),
-                              layout='constrained')
-  rows = np.arange(n)
-  panels = (('accuracy', 'test accuracy (recall of the category)', 'test_accuracy',
-             'chance_accuracy', 'chance'),
-            ('ap', 'AP (L2, fc_1): mean over its queries', 'map', 'floors.random_map',
-             'random ranking'))
-  for ax, (key, title, overall_key, floor_key, floor_label) in zip(axes, panels):
-    values = np.array([[np.nan if t.get(c, {}).get(key) is None else t[c][key] for c in order]
-                       for t in tables], dtype=float)
-    if len(models) >= 2:  # A thin line from one model's value to the other's.
-      with warnings.catch_warnings():  # A category no model scored: all NaN, no line.
-        warnings.simplefilter('ignore', RuntimeWarning)
-        ax.hlines(rows, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color='0.75',
-                  lw=1, zorder=1)
-    overall = []
-    for index, (model, row) in enumerate(zip(models, values)):
-      colour, marker = MODEL_STYLES[index % len(MODEL_STYLES)]
-      ax.scatter(row, rows, s=16, color=colour, marker=marker, zorder=2)
-      value = get_path(model.metrics, overall_key)
-      if value is not None:
-        ax.axvline(value, color=colour, ls='--', lw=0.9)
-        overall.append(f'{model.name} {value:.3f}')
-    floor = get_path(models[0].metrics, floor_key)
-    if floor is not None:
-      ax.axvline(floor, color='gray', ls=':', lw=1)
-      overall.append(f'{floor_label} {floor:.3f}')
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_title(f'{title}\noverall: {", ".join(overall)}', fontsize=9)
-    ax.grid(axis='x', alpha=0.3)
-  axes[0].set_yticks(rows, list(order), fontsize=8 if n <= 40 else 7)
-  axes[0].set_ylim(n - 0.5, -0.5)  # Best at the top.
-  axes[0].set_ylabel(f'{n} categories, best mean test accuracy first', fontsize=8)
-  handles = [lines.Line2D([], [], color=colour, marker=marker, ls='', label=model.name)
-             for model, (colour, marker) in zip(models, MODEL_STYLES)]
-  handles += [lines.Line2D([], [], color='black', ls='--', lw=0.9,
-                           label='dashed: the model\'s overall value'),
-              lines.Line2D([], [], color='gray', ls=':', lw=1,
-                           label='dotted: chance / random ranking')]
-  figure.legend(handles=handles, loc='outside upper center', ncol=len(handles), fontsize=8,
-                frameon=False)
+  figure, axes = plt.subplots(len(chosen), per_category, squeeze=False,
+                              figsize=(1.6 * per_category, 1.7 * len(chosen)))
+  for row, category in enumerate(chosen):
+    images = _as_model_input(by_category[category][:per_category], run.image_size)
+    for column in range(per_category):
+      ax = axes[row][column]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if column < len(images):
+        ax.imshow(images[column], cmap='gray_r', vmin=0, vmax=1)
+      if column == 0:
+        ax.set_ylabel(category, fontsize=9)
+  figure.suptitle(f'Test drawings as the models see them ({run.image_size}x{run.image_size})',
+                  fontsize=10)
   save(figure, path)
   return True
 
 
-def heatmap_layout(categories: int) -> Dict[str, Any]:
-  """Side (inches), label font size (points, None: no labels) and dpi for n categories."""
-  side = min(MAX_HEATMAP_INCHES, max(4.0, 0.11 * categories + 2.0))
-  font = min(9.0, 0.85 * 72 * side * 0.8 / max(categories, 1))
-  labelled = font >= MIN_LABEL_POINTS
-  return {'side': side, 'font': font if labelled else None,
-          'dpi': 100 if categories <= 40 else 150}  # Small labels stay sharp when zoomed.
-
-
-def heatmap_note(categories: int) -> str:
-  """What the text says under a heatmap whose labels were left out ('' when labelled)."""
-  if heatmap_layout(categories)['font'] is not None:
-    return ''
-  return (f'Category names are left out at {categories} categories; rows and columns follow '
-          'the order of the per-category figure (best mean test accuracy first).')
-
-
-def figure_confusion(model, order: Sequence[str], path: str) -> bool:
-  """The test confusion matrix as a heatmap of row shares, rows and columns in `order`
-  (then the vocabulary's categories without test drawings); False without a matrix."""
-  matrix = get_path(model.metrics, 'classification.test.confusion_matrix')
-  names = get_path(model.metrics, 'classification.categories')
-  if not matrix or not names:
+def figure_learning_curves(run: report_data.RunResults, path: str) -> bool:
+  curves = [(m.name, m.history.get('history', {})) for m in run.models if m.history]
+  if not curves:
     return False
-  index = {c: i for i, c in enumerate(names)}
-  ordered = set(order)
-  shown = [c for c in order if c in index] + [c for c in names if c not in ordered]
-  take = [index[c] for c in shown]
-  counts = np.asarray(matrix, dtype=float)[np.ix_(take, take)]
-  totals = counts.sum(axis=1, keepdims=True)
-  shares = np.divide(counts, totals, out=np.full_like(counts, np.nan), where=totals > 0)
-  layout = heatmap_layout(len(shown))
   plt = pyplot()
-  from matplotlib import colors  # pylint: disable=g-import-not-at-top
-  figure, ax = plt.subplots(figsize=(layout['side'] + 1.2, layout['side']))
-  # Square root scale: a single confused drawing in 50 stays visible next to the diagonal.
-  image = ax.imshow(shares, cmap='Blues', norm=colors.PowerNorm(gamma=0.5, vmin=0, vmax=1),
-                    interpolation='nearest')
-  bar = figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-  bar.set_label('share of the true category\'s drawings (square-root scale)', fontsize=8)
-  if len(shown) <= ANNOTATED_CATEGORIES:  # Few cells: the counts themselves.
-    for (row, column), count in np.ndenumerate(counts):
-      if count:
-        ax.text(column, row, f'{count:.0f}', ha='center', va='center', fontsize=8,
-                color='white' if shares[row, column] > 0.4 else 'black')
-  if layout['font'] is not None:
-    ticks = np.arange(len(shown))
-    ax.set_xticks(ticks, shown, rotation=90, fontsize=layout['font'])
-    ax.set_yticks(ticks, shown, fontsize=layout['font'])
-  else:  # heatmap_note says why.
-    ax.set_xticks([])
-    ax.set_yticks([])
-  ax.set_xlabel('predicted category')
-  ax.set_ylabel('true category')
-  ax.set_title(f'{model.name}: confusion matrix, test split\n{len(shown)} categories by mean '
-               'test accuracy of the models, best first', fontsize=9)
-  save(figure, path, dpi=layout['dpi'])
+  figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+  for name, history in curves:
+    for key, values in sorted(history.items()):
+      epochs = range(1, len(values) + 1)
+      style = '--' if key.startswith('val_') else '-'
+      if key.endswith('loss'):
+        loss_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
+      elif key.endswith('accuracy'):
+        acc_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+  for ax, title in ((loss_ax, 'loss per epoch'), (acc_ax, 'accuracy per epoch')):
+    ax.set_xlabel('epoch')
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  save(figure, path)
   return True
+
+
+def figure_pr_curves(run: report_data.RunResults, path: str) -> bool:
+  curves = []
+  for model in run.models:
+    for distance, style in (('l2', '-'), ('cosine', ':')):
+      curve = get_path(model.metrics, f'retrieval.{distance}.pr_curve_11pt')
+      if curve and curve.get('precision') and None not in curve['precision']:
+        label = f'{model.name}, {"L2" if distance == "l2" else "cosine (extra)"}'
+        curves.append((curve, style, label))
+  if not curves:
+    return False
+  plt = pyplot()
+  figure, ax = plt.subplots(figsize=(5.5, 4.2))
+  for curve, style, label in curves:
+    ax.plot(curve['recall'], curve['precision'], style, marker='o', markersize=3, label=label)
+  random_map = get_path(run.models[0].metrics, 'floors.random_map')
+  if random_map is not None:
+    ax.axhline(random_map, color='gray', lw=0.8, label='random ranking (mAP)')
+  ax.set_xlabel('recall')
+  ax.set_ylabel('interpolated precision')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.02)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  points = len(curves[0][0]['recall'])
+  ax.set_title(f'Leave-one-out retrieval, test split ({points}-point PR)', fontsize=10)
+  save(figure, path)
+  return True
+
+
+def retrieval_examples(model: report_data.ModelResults, queries: int = 6,
+                       k: int = 10) -> List[Tuple[int, List[int]]]:
+  """Rows (query index, its k nearest other drawings from the Evaluator's neighbour lists),
+  one query per category: the category's first drawing by id."""
+  categories = model.per_query['category']
+  ids = model.per_query['id']
+  chosen, seen = [], set()
+  for index in np.argsort(ids, kind='stable'):
+    if categories[index] not in seen:
+      seen.add(categories[index])
+      chosen.append(int(index))
+  chosen = sorted(chosen, key=lambda i: categories[i])[:queries]
+  neighbours = model.per_query['neighbors_l2']
+  return [(query, [int(j) for j in neighbours[query][:k] if j >= 0]) for query in chosen]
+
+
+def figure_retrieval(run: report_data.RunResults, model: report_data.ModelResults,
+                     path: str) -> bool:
+  rows = retrieval_examples(model)
+  if not rows:
+    return False
+  ids, categories = model.per_query['id'], model.per_query['category']
+  k = max(len(found) for _, found in rows)
+  plt = pyplot()
+  figure, axes = plt.subplots(len(rows), k + 1, squeeze=False,
+                              figsize=(1.25 * (k + 1), 1.45 * len(rows)))
+  for row, (query, found) in enumerate(rows):
+    pictures = _as_model_input([run.test_drawings[ids[i]][1] for i in [query] + found],
+                               run.image_size)
+    for column in range(k + 1):
+      ax = axes[row][column]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if column >= len(pictures):
+        ax.axis('off')
+        continue
+      ax.imshow(pictures[column], cmap='gray_r', vmin=0, vmax=1)
+      index = ([query] + found)[column]
+      if column == 0:
+        ax.set_title(f'query: {categories[index]}', fontsize=7, fontweight='bold')
+        colour, width = 'black', 2.5
+      else:
+        right = categories[index] == categories[query]
+        colour, width = ('tab:green', 1.5) if right else ('tab:red', 3)
+        if not right:
+          ax.set_title(categories[index], fontsize=6, color='tab:red')
+      for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(width)
+  figure.suptitle(f'{model.name}: each query (left) and its {k} nearest test drawings by L2 on '
+                  'fc_1; red = wrong category', fontsize=9)
+  save(figure, path)
+  return True
+
+
+def figure_wall_time(run: report_data.RunResults, path: str) -> bool:
+  nodes = sorted(run.nodes.values(), key=lambda n: n.start_time)
+  if not nodes:
+    return False
+  plt = pyplot()
+  figure, ax = plt.subplots(figsize=(7, 0.32 * len(nodes) + 0.8))
+  labels = [f'{n.node_id}{" (cached)" if n.state == "CACHED" else ""}' for n in nodes]
+  ax.barh(range(len(nodes)), [n.seconds for n in nodes], color='tab:blue')
+  ax.set_yticks(range(len(nodes)), labels, fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlabel('wall time (s)')
+  ax.grid(axis='x', alpha=0.3)
+  save(figure, path)
+  return True
+
+
+def draw(run: report_data.RunResults, out_dir: str, folder: str) -> Dict[str, str]:
+  """Writes the run's figures into `out_dir/folder`; returns each drawn figure's name and its
+  path relative to `out_dir` (`confusion_<model>` and `retrieval_<model>` per model)."""
+  os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+  figures = {}
+
+  def add(name, draw_figure, *args):
+    relative = f'{folder}/{name}.png'
+    if draw_figure(*args, os.path.join(out_dir, relative)):
+      figures[name] = relative
+  add('samples', figure_samples, run)
+  add('learning_curves', figure_learning_curves, run)
+  add('pr_curves', figure_pr_curves, run)
+  # One category order for every per-category figure.
+  order = report_category_figures.category_order(run.models)
+  add('per_category', report_category_figures.figure_per_category, run.models, order)
+  for model in run.models:
+    add(f'confusion_{model.name}', report_category_figures.figure_confusion, model, order)
+  for model in run.models:
+    add(f'retrieval_{model.name}', figure_retrieval, run, model)
+  add('wall_time', figure_wall_time, run)
+  return figures

@@ -1,7 +1,7 @@
 """Runs the pipeline locally (LocalDagRunner, SQLite ML Metadata, Beam DirectRunner).
 
   quickdraw-tfx run --profile default
-  quickdraw-tfx run --profile smoke --output-dir /tmp/qd --categories cat,dog,fish
+  quickdraw-tfx run --profile smoke --output-dir outputs-smoke --categories cat,dog,fish
 
 `python -m pipeline.run ...` takes the same flags.
 """
@@ -13,8 +13,9 @@ import sys
 import time
 import traceback
 
-from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
-from pipeline import progress
+from models import legacy_keras
+from models import progress
+from pipeline import config as config_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Source folders of the project's own packages (not .venv, which may sit inside the root).
@@ -134,6 +135,7 @@ def config_from_args(args) -> config_lib.PipelineConfig:
 
 def run(config: config_lib.PipelineConfig) -> str:
   """Runs the pipeline for `config`; returns the run id."""
+  legacy_keras.enable()
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
   before = set(_run_ids(config))
@@ -152,6 +154,7 @@ def _run_ids(config):
 
 
 def main(argv=None) -> int:
+  legacy_keras.enable()
   return run_command(parse_args(sys.argv[1:] if argv is None else argv))
 
 
@@ -173,11 +176,11 @@ def run_command(args) -> int:
                           time.strftime('run-%Y%m%d-%H%M%S.log', time.localtime()))
   _log_to_file(log_path, args.verbose, args.quiet)
   say(f'  log: {os.path.abspath(log_path)}', flush=True)
-  from components import quickdraw_data  # pylint: disable=g-import-not-at-top
+  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
   start = time.time()
   try:
-    if not quickdraw_data.is_url(config.source):
-      quickdraw_data.list_categories(config.source)  # Fails fast, with the fix, on a bad source.
+    if not quickdraw_source.is_url(config.source):
+      quickdraw_source.list_categories(config.source)  # Fails fast, with the fix, on a bad source.
     run_id = run(config)
   except Exception as e:  # pylint: disable=broad-except
     with open(log_path, 'a') as log:

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from pipeline import config as config_lib  # Sets TF_USE_LEGACY_KERAS before TensorFlow loads.
+from pipeline import config as config_lib
 
 
 def default_registry() -> str:

@@ -1,18 +1,8 @@
-"""The model registry: its layout, version names, and the reader API.
+"""The model registry's reader API: list models and versions, resolve `latest` or a version,
+load a SavedModel, its card and its search gallery.
 
-  <registry>/<model>/<version>/        a version (TF Serving's layout), never overwritten
-      saved_model.pb, variables/, assets/, assets.extra/categories.txt    the SavedModel
-      model_card.json, model_card.md   metrics, categories, data, training, lineage
-      gallery.npz                      the search gallery: embeddings, categories, ids, PNGs
-  <registry>/<model>/.tmp-<nonce>/     a push being staged (or one that crashed)
-
-Version names are canonical decimal numbers: ASCII digits, no leading zero, 1 to 18 digits
-(so every version fits TF Serving's int64). Readers ignore folders with other names ('007',
-'²', 'v2'); asking for a version that is neither such a number nor "latest" raises
-BadVersionError.
-
-Publishing (serving/publishing.py) stages a push in a temporary folder, claims its version
-number last, and writes model_card.json after every other file of the version.
+The layout, version names and publishing are components/registry_store.py's. Asking for a
+version that is neither a version number nor "latest" raises BadVersionError.
 
 Reading: a version is valid when its model_card.json is a readable JSON object, saved_model.pb
 exists and, if the card names a gallery, gallery.npz exists. "latest" is the newest valid
@@ -21,24 +11,20 @@ damaged version raises DamagedVersionError. Messages and rows name models and ve
 the registry's path (ModelVersion.path is for the server's own use).
 """
 import dataclasses
-import io
 import json
 import logging
 import os
-import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
+from components import registry_store
+# The layout, the card and the gallery are the registry's format, shared with the Pusher; readers
+# use them through this module too.
+from components.registry_store import (  # noqa: F401
+    CATEGORIES_FILE, GALLERY_FILE, MAX_VERSION, MODEL_CARD_FILE, MODEL_CARD_MARKDOWN,
+    SAVED_MODEL_FILE, TEMP_PREFIX, Gallery, is_version_name, read_card, read_gallery,
+    version_folders, version_numbers, write_gallery)
 
-MODEL_CARD_FILE = 'model_card.json'
-MODEL_CARD_MARKDOWN = 'model_card.md'
-GALLERY_FILE = 'gallery.npz'
-SAVED_MODEL_FILE = 'saved_model.pb'
-CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
-TEMP_PREFIX = '.tmp-'
 LATEST = 'latest'
-MAX_VERSION = 10**18 - 1
-_VERSION_NAME = re.compile(r'[1-9][0-9]{0,17}')
 
 _log = logging.getLogger(__name__)
 _logged_skips = set()
@@ -72,11 +58,6 @@ def _shown(value: Any, limit: int = 40) -> str:
   return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-def is_version_name(name: Any) -> bool:
-  """'7' and '1796024836' are versions; '007', '²', '+7', '7 ' and 19 digits are not."""
-  return isinstance(name, str) and _VERSION_NAME.fullmatch(name) is not None
-
-
 def parse_version(version: Union[str, int]) -> Union[int, str]:
   """LATEST or the version number asked for; BadVersionError for anything else."""
   if isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= MAX_VERSION:
@@ -93,26 +74,6 @@ def _is_plain_name(name: Any) -> bool:
   """A model name that stays inside the registry folder."""
   return (isinstance(name, str) and bool(name) and not name.startswith('.')
           and '/' not in name and '\\' not in name)
-
-
-def _names(folder: str) -> List[str]:
-  gfile = _gfile()
-  if not gfile.isdir(folder):
-    return []
-  return [name.rstrip('/') for name in gfile.listdir(folder) if name.rstrip('/')]
-
-
-def version_folders(model_dir: str) -> List[int]:
-  """Every canonical version folder, with or without a card (or complete files), ascending."""
-  return sorted(int(name) for name in _names(model_dir) if is_version_name(name))
-
-
-def version_numbers(model_dir: str) -> List[int]:
-  """Versions with a model card (not checked), ascending; temporary and other folders are
-  ignored, as is a version folder whose card is not written yet."""
-  gfile = _gfile()
-  return [v for v in version_folders(model_dir)
-          if gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))]
 
 
 def _listing(versions: Sequence[int], most: int = 10) -> str:
@@ -147,11 +108,6 @@ class Skipped:
   model: str
   version: int
   reason: str
-
-
-def read_card(version_dir: str) -> Dict[str, Any]:
-  with _gfile().GFile(os.path.join(version_dir, MODEL_CARD_FILE)) as f:
-    return json.load(f)
 
 
 def read_card_markdown(version_dir: str) -> str:
@@ -239,7 +195,7 @@ def scan(registry: str, model: str,
 
 def list_models(registry: str) -> List[str]:
   """Names of models with at least one version that has a model card."""
-  return [name for name in sorted(_names(registry))
+  return [name for name in sorted(registry_store.folder_names(registry))
           if _is_plain_name(name) and version_numbers(os.path.join(registry, name))]
 
 
@@ -258,7 +214,8 @@ def resolve(registry: str, model: str, version: Union[str, int] = LATEST,
   """
   wanted = parse_version(version)
   model_dir = os.path.join(registry, model) if _is_plain_name(model) else None
-  folders = version_folders(model_dir) if model_dir and model in _names(registry) else []
+  folders = (version_folders(model_dir)
+             if model_dir and model in registry_store.folder_names(registry) else [])
   gfile = _gfile()
   # A model is listed once one of its versions has a card (list_models); newest first is cheap.
   if not any(gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))
@@ -325,45 +282,6 @@ def load_model(model_version: ModelVersion):
 
 
 # The search gallery.
-
-@dataclasses.dataclass
-class Gallery:
-  """Drawings to search among: one row per drawing, PNG bytes included."""
-  embedding: np.ndarray  # (n, d) float32
-  category: np.ndarray  # (n,) str
-  id: np.ndarray  # (n,) str
-  split: np.ndarray  # (n,) str
-  png: List[bytes]
-
-  def __len__(self) -> int:
-    return len(self.id)
-
-
-def write_gallery(path: str, gallery: Gallery) -> None:
-  """One .npz without pickles: PNGs are concatenated bytes plus offsets."""
-  n = len(gallery.id)
-  if not (len(gallery.embedding) == len(gallery.category) == len(gallery.split)
-          == len(gallery.png) == n):
-    raise ValueError('gallery columns differ in length')
-  offsets = np.cumsum([0] + [len(png) for png in gallery.png]).astype(np.int64)
-  buffer = io.BytesIO()  # np.savez needs a seekable file; GFile (gs://) is not.
-  np.savez_compressed(
-      buffer, embedding=np.asarray(gallery.embedding, np.float32),
-      category=np.asarray(gallery.category, str), id=np.asarray(gallery.id, str),
-      split=np.asarray(gallery.split, str),
-      png_data=np.frombuffer(b''.join(gallery.png), np.uint8), png_offsets=offsets)
-  with _gfile().GFile(path, 'wb') as f:
-    f.write(buffer.getvalue())
-
-
-def read_gallery(path: str) -> Gallery:
-  with _gfile().GFile(path, 'rb') as f:
-    data = np.load(io.BytesIO(f.read()))
-  offsets, blob = data['png_offsets'], data['png_data'].tobytes()
-  return Gallery(embedding=data['embedding'], category=data['category'], id=data['id'],
-                 split=data['split'],
-                 png=[blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)])
-
 
 def load_gallery(model_version: ModelVersion) -> Gallery:
   name = f'model {model_version.model!r} version {model_version.version}'

@@ -2,7 +2,7 @@
 
 Queries are what people have: a PNG of any size, a Quick, Draw! ndjson line, or a .ndjson
 file with many lines. Drawings are rendered with the pipeline's own renderer
-(`components.quickdraw_data.render_png`, at the render size the model was trained on), so a
+(`components.drawing_rendering.render_png`, at the render size the model was trained on), so a
 query looks like the training data; the model's `serving_png` signature does the rest.
 """
 import codecs
@@ -14,7 +14,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from components import quickdraw_data
+from components import drawing_records
+from components import drawing_rendering
+from components import quickdraw_source
 from components import retrieval
 from components import strict_json
 from serving import ann
@@ -98,11 +100,11 @@ def drawing_query(line: bytes, name: str, line_number: int, render_size: int = 2
     raise QueryError(f'{name}:{line_number}: {e}{hint}') from e
   word = record.get('word') if isinstance(record, dict) else None
   try:
-    strokes = quickdraw_data.record_drawing(record, f'{name}:{line_number}', word)
-  except quickdraw_data.QuickDrawDataError as e:
+    strokes = drawing_records.record_drawing(record, f'{name}:{line_number}', word)
+  except quickdraw_source.QuickDrawDataError as e:
     raise QueryError(str(e)) from e
   return Query(name=f'{name}:{line_number}', category=word,
-               png=quickdraw_data.render_png(strokes, render_size, stroke_width))
+               png=drawing_rendering.render_png(strokes, render_size, stroke_width))
 
 
 def queries_from_bytes(data: bytes, name: str, render_size: int = 256,

@@ -4,13 +4,16 @@ import json
 import os
 import random
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # Before any TensorFlow import.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import pytest
 
-import pytest  # pylint: disable=g-import-not-at-top
+from models import legacy_keras
+
+legacy_keras.enable()  # pytest loads this file before any test module imports TensorFlow.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_SOURCE = os.path.normpath(os.path.join(ROOT, '..', 'shared', 'quickdraw', 'simplified'))
+SMOKE_MIN_MAP = 0.45  # See smoke_run.
 
 
 def synthetic_drawing(category_index: int, rng: random.Random):
@@ -69,7 +72,9 @@ def smoke_run(tmp_path_factory, quickdraw_source):
   Session-wide so the end-to-end, report and registry tests share one real run."""
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from pipeline import run as run_lib  # pylint: disable=g-import-not-at-top
-  config = config_lib.profile('smoke', source=quickdraw_source,
+  # A blessing threshold the models must earn: the smoke data's leave-one-out mAP is 0.391 for a
+  # random ranking and 0.443 for raw pixels; both models reach 0.55-0.56 after their one epoch.
+  config = config_lib.profile('smoke', source=quickdraw_source, min_map=SMOKE_MIN_MAP,
                               output_dir=str(tmp_path_factory.mktemp('smoke')))
   return config, run_lib.run(config), run_lib.run(config)
 

@@ -14,7 +14,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 from google.protobuf import message
 
-from components import quickdraw_data
+from components import category_sampling
 from components import quickdraw_example_gen
 from tests.conftest import make_synthetic_source
 
@@ -126,7 +126,7 @@ def test_manifest_counts_reads_duplicates_and_takes(first_run):
   manifest = quickdraw_example_gen.read_manifest(_manifest_of(first_run))
   assert manifest == quickdraw_example_gen.read_manifest(first_run)  # The copy in Examples.
   assert manifest['seed'] == 5 and manifest['train_per_category'] == TRAIN
-  assert manifest['format'] == quickdraw_data.SIMPLIFIED
+  assert manifest['format'] == category_sampling.SIMPLIFIED
   assert manifest['category_choice'] == 'random (seeded)'
   assert manifest['chosen_categories'] == [r['category'] for r in manifest['categories']]
   assert len(manifest['categories']) == 3
@@ -168,9 +168,9 @@ def test_formats_and_skips_of_each_file_reach_the_manifest(mixed_source, tmp_pat
   manifest = quickdraw_example_gen.read_manifest(_manifest_of(examples))
   assert manifest['format'] == 'mixed' and manifest['category_choice'] == 'explicit'
   rows = {r['category']: r for r in manifest['categories']}
-  assert rows['The Eiffel Tower']['format'] == quickdraw_data.BITMAP
-  assert rows['raw circle']['format'] == quickdraw_data.RAW
-  assert rows['line']['format'] == quickdraw_data.SIMPLIFIED
+  assert rows['The Eiffel Tower']['format'] == category_sampling.BITMAP
+  assert rows['raw circle']['format'] == category_sampling.RAW
+  assert rows['line']['format'] == category_sampling.SIMPLIFIED
   assert rows['line']['skipped'] == {'empty_drawing': 1} and rows['line']['read'] == 201
   assert rows['line']['first_skipped']['empty_drawing'].endswith(
       'line.ndjson:201: "drawing" is empty or not a list of strokes.')

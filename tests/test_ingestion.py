@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from components import quickdraw_data
+from components import category_sampling
+from components import drawing_rendering
+from components import quickdraw_source
 from components import stroke_simplification
 from tests.conftest import ROOT, write_category
 
@@ -55,17 +57,17 @@ def test_a_bad_line_is_skipped_and_counted_by_reason(tmp_path, reason):
   write_category(str(tmp_path), 'cat', good[:100], extra_lines=[BAD_LINES[reason]])
   with open(tmp_path / 'cat.ndjson', 'a') as f:
     f.writelines(json.dumps({'word': 'cat', 'drawing': d}) + '\n' for d in good[100:])
-  sample = quickdraw_data.sample_category(str(tmp_path), 'cat', 20, 10, seed=1)
+  sample = category_sampling.sample_category(str(tmp_path), 'cat', 20, 10, seed=1)
   assert sample.read == 201 and sample.skipped == {reason: 1}
   assert sample.first_skipped[reason].startswith(f'{tmp_path}/cat.ndjson:101: ')
   assert len(sample.train) == 20 and len(sample.test) == 10
   row = sample.manifest_row()
   assert row['skipped_total'] == 1 and row['skipped'] == {reason: 1}
   # The same file with no tolerance fails, naming the file, the line, the reason and the fix.
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=rf'cat.ndjson: 1 of 201 lines skipped.*{reason}: 1 \(first '
                            rf'.*cat.ndjson:101: .*raise max_skip_ratio'):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 20, 10, seed=1, max_skip_ratio=0.0)
+    category_sampling.sample_category(str(tmp_path), 'cat', 20, 10, seed=1, max_skip_ratio=0.0)
 
 
 # Lines Python's json would read but no drawing may come from: counted skips like the above.
@@ -90,27 +92,27 @@ def test_non_finite_deeply_nested_or_non_utf8_lines_are_skipped_and_counted(
     tmp_path, line, reason, message):
   good = [json.dumps({'word': 'cat', 'drawing': d}).encode() for d in _distinct_drawings(200)]
   (tmp_path / 'cat.ndjson').write_bytes(b'\n'.join(good[:100] + [line] + good[100:]) + b'\n')
-  sample = quickdraw_data.sample_category(str(tmp_path), 'cat', 150, 50, seed=1)
+  sample = category_sampling.sample_category(str(tmp_path), 'cat', 150, 50, seed=1)
   assert sample.read == 201 and sample.skipped == {reason: 1}
   assert re.match(rf'{re.escape(str(tmp_path))}/cat.ndjson:101: {message}',
                   sample.first_skipped[reason])
   # All 200 good drawings were sampled, and nothing else.
   assert sorted(int(i.split('/')[1]) for i, _ in sample.train + sample.test) == (
       list(range(1, 101)) + list(range(102, 202)))
-  with pytest.raises(quickdraw_data.QuickDrawDataError, match=rf'{reason}: 1 \(first .*'
+  with pytest.raises(quickdraw_source.QuickDrawDataError, match=rf'{reason}: 1 \(first .*'
                                                               rf'cat.ndjson:101: {message}'):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 20, 10, seed=1, max_skip_ratio=0.0)
+    category_sampling.sample_category(str(tmp_path), 'cat', 20, 10, seed=1, max_skip_ratio=0.0)
 
 
 def test_skips_above_the_ratio_fail_with_every_reason_counted(tmp_path):
   lines = [BAD_LINES['malformed_json']] * 3 + [BAD_LINES['word_mismatch']] * 2
   write_category(str(tmp_path), 'cat', _distinct_drawings(45), extra_lines=lines)
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=r'5 of 50 lines skipped, more than max_skip_ratio 0.05 allows\. '
                            r'malformed_json: 3 \(first .*cat.ndjson:46: not a JSON object.*\); '
                            r'word_mismatch: 2 \(first .*cat.ndjson:49: "word" is \'dog\''):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 5, 5, seed=0, max_skip_ratio=0.05)
-  sample = quickdraw_data.sample_category(str(tmp_path), 'cat', 5, 5, seed=0, max_skip_ratio=0.1)
+    category_sampling.sample_category(str(tmp_path), 'cat', 5, 5, seed=0, max_skip_ratio=0.05)
+  sample = category_sampling.sample_category(str(tmp_path), 'cat', 5, 5, seed=0, max_skip_ratio=0.1)
   assert sample.skipped == {'malformed_json': 3, 'word_mismatch': 2}
 
 
@@ -118,10 +120,10 @@ def test_truncated_gzip_fails_with_the_line_reached_and_the_fix(tmp_path):
   path = write_category(str(tmp_path), 'cat', _distinct_drawings(400), gz=True)
   data = open(path, 'rb').read()
   open(path, 'wb').write(data[:len(data) // 2])
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=r'cat.ndjson.gz:\d+: the file is truncated .* after line \d+ .*'
                            r'Download it again'):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
+    category_sampling.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
 
 
 @pytest.mark.parametrize('array, found', [
@@ -131,10 +133,10 @@ def test_truncated_gzip_fails_with_the_line_reached_and_the_fix(tmp_path):
 ])
 def test_npy_of_the_wrong_dtype_or_row_length_fails_with_the_fix(tmp_path, array, found):
   np.save(tmp_path / 'cat.npy', array)
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=rf'cat.npy: numpy_bitmap files hold uint8 rows of 784 .*'
                            rf'{re.escape(found)}.*np.save'):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
+    category_sampling.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
 
 
 def test_npy_shorter_than_its_header_fails(tmp_path):
@@ -142,24 +144,24 @@ def test_npy_shorter_than_its_header_fails(tmp_path):
   np.save(path, np.full((10, 784), 7, dtype=np.uint8))
   data = open(path, 'rb').read()
   open(path, 'wb').write(data[:-784 * 3])
-  with pytest.raises(quickdraw_data.QuickDrawDataError, match=r'announces 10 rows but the file '
+  with pytest.raises(quickdraw_source.QuickDrawDataError, match=r'announces 10 rows but the file '
                                                               r'ends in row 8'):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
+    category_sampling.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
 
 
 def test_a_missing_category_names_close_matches(tmp_path):
   write_category(str(tmp_path), 'The Eiffel Tower', _distinct_drawings(3))
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=r"category 'the eiffel tower' has no file .*case-sensitive.*"
                            r"Did you mean 'The Eiffel Tower'\?"):
-    quickdraw_data.sample_category(str(tmp_path), 'the eiffel tower', 1, 0, seed=0)
+    category_sampling.sample_category(str(tmp_path), 'the eiffel tower', 1, 0, seed=0)
 
 
 def test_a_folder_without_category_files_is_refused(tmp_path):
   (tmp_path / 'notes.txt').write_text('not a category file')
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=r'no <category>.ndjson, <category>.ndjson.gz or <category>.npy'):
-    quickdraw_data.list_categories(str(tmp_path))
+    quickdraw_source.list_categories(str(tmp_path))
 
 
 def test_official_line_format_is_read_with_all_fields_and_the_recognized_filter(tmp_path):
@@ -167,11 +169,11 @@ def test_official_line_format_is_read_with_all_fields_and_the_recognized_filter(
               'recognized': i % 4 != 0, 'key_id': str(5000 + i), 'drawing': d}
              for i, d in enumerate(_distinct_drawings(40))]
   _write_lines(str(tmp_path), 'The Eiffel Tower.ndjson.gz', records)
-  sample = quickdraw_data.sample_category(str(tmp_path), 'The Eiffel Tower', 10, 5, seed=0)
-  assert sample.format == quickdraw_data.SIMPLIFIED and sample.not_recognized == 0
+  sample = category_sampling.sample_category(str(tmp_path), 'The Eiffel Tower', 10, 5, seed=0)
+  assert sample.format == category_sampling.SIMPLIFIED and sample.not_recognized == 0
   assert sample.fields == ['countrycode', 'drawing', 'key_id', 'recognized', 'timestamp', 'word']
-  filtered = quickdraw_data.sample_category(str(tmp_path), 'The Eiffel Tower', 10, 5, seed=0,
-                                            recognized_only=True)
+  filtered = category_sampling.sample_category(str(tmp_path), 'The Eiffel Tower', 10, 5, seed=0,
+                                               recognized_only=True)
   assert filtered.not_recognized == 10 and filtered.read == 40 and filtered.skipped == {}
   kept_lines = {int(i.split('/')[1]) for i, _ in filtered.train + filtered.test}
   assert all(records[line - 1]['recognized'] for line in kept_lines)
@@ -181,8 +183,8 @@ def test_official_line_format_is_read_with_all_fields_and_the_recognized_filter(
 def test_the_shared_official_files_with_metadata(tmp_path):
   lines = open(os.path.join(WITH_METADATA, 'cat.ndjson'), encoding='utf-8').read().splitlines()
   records = [json.loads(l) for l in lines]
-  sample = quickdraw_data.sample_category(WITH_METADATA, 'cat', 10, 5, seed=0,
-                                          recognized_only=True)
+  sample = category_sampling.sample_category(WITH_METADATA, 'cat', 10, 5, seed=0,
+                                             recognized_only=True)
   assert sample.read == len(records) and sample.skipped == {}
   assert sample.not_recognized == sum(not r['recognized'] for r in records)
   assert sample.fields == sorted(records[0])
@@ -206,8 +208,8 @@ def test_raw_strokes_are_simplified_never_passed_through(tmp_path):
     records.append(_raw_record([((cx + rx * np.cos(angles)).tolist(),
                                  (cy + ry * np.sin(angles)).tolist())]))
   _write_lines(str(tmp_path), 'cat.ndjson', records)
-  sample = quickdraw_data.sample_category(str(tmp_path), 'cat', 8, 4, seed=0)
-  assert sample.format == quickdraw_data.RAW and sample.skipped == {}
+  sample = category_sampling.sample_category(str(tmp_path), 'cat', 8, 4, seed=0)
+  assert sample.format == category_sampling.RAW and sample.skipped == {}
   for _, strokes in sample.train + sample.test:
     values = [v for xs, ys in strokes for v in xs + ys]
     assert all(isinstance(v, int) and 0 <= v <= 255 for v in values)
@@ -231,9 +233,9 @@ def test_raw_strokes_with_non_finite_or_absurd_coordinates_are_skipped_never_con
   records.insert(50, _raw_record([([0, bad, -1e308], [0, 1, 2])]))
   path = tmp_path / 'cat.ndjson'
   path.write_text(''.join(json.dumps(r) + '\n' for r in records))
-  sample = quickdraw_data.sample_category(str(tmp_path), 'cat', 40, 20, seed=0,
-                                          max_skip_ratio=0.05)
-  assert sample.format == quickdraw_data.RAW and sample.skipped == {reason: 1}
+  sample = category_sampling.sample_category(str(tmp_path), 'cat', 40, 20, seed=0,
+                                             max_skip_ratio=0.05)
+  assert sample.format == category_sampling.RAW and sample.skipped == {reason: 1}
   assert sample.first_skipped[reason].startswith(f'{path}:51: {message}')
   values = [v for _, strokes in sample.train + sample.test for xs, ys in strokes for v in xs + ys]
   assert all(isinstance(v, int) and 0 <= v <= 255 for v in values)
@@ -285,15 +287,15 @@ def test_numpy_bitmap_rows_are_sampled_deduplicated_and_rendered(tmp_path):
   rows = rng.integers(0, 256, size=(30, 784), dtype=np.uint8)
   rows[5] = 0  # A blank row: skipped as an empty drawing.
   np.save(tmp_path / 'The Eiffel Tower.npy', np.vstack([rows, rows[:4]]))
-  sample = quickdraw_data.sample_category(str(tmp_path), 'The Eiffel Tower', 20, 9, seed=0,
-                                          max_skip_ratio=0.05)
-  assert sample.format == quickdraw_data.BITMAP
+  sample = category_sampling.sample_category(str(tmp_path), 'The Eiffel Tower', 20, 9, seed=0,
+                                             max_skip_ratio=0.05)
+  assert sample.format == category_sampling.BITMAP
   assert (sample.read, sample.duplicates, sample.skipped) == (34, 4, {'empty_drawing': 1})
   for drawing_id, row in sample.train + sample.test:
     assert row == rows[int(drawing_id.split('/')[1]) - 1].tobytes()
   ink = np.zeros((28, 28), dtype=np.uint8)
   ink[10:18, 3:25] = 255  # White ink on black, as numpy_bitmap stores it.
-  image = np.array(Image.open(io.BytesIO(quickdraw_data.render_item(ink.tobytes(), 256))))
+  image = np.array(Image.open(io.BytesIO(drawing_rendering.render_item(ink.tobytes(), 256))))
   assert image.shape == (256, 256)
   assert image[int(14 * 256 / 28), 128] == 0 and image[10, 10] == 255  # Black ink on white.
 
@@ -301,8 +303,8 @@ def test_numpy_bitmap_rows_are_sampled_deduplicated_and_rendered(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(NUMPY_BITMAP), reason='shared mirror not present')
 def test_the_shared_numpy_bitmap_files():
   array = np.load(os.path.join(NUMPY_BITMAP, 'cat.npy'), mmap_mode='r')
-  sample = quickdraw_data.sample_category(NUMPY_BITMAP, 'cat', 20, 10, seed=0)
-  assert sample.read == len(array) and sample.format == quickdraw_data.BITMAP
+  sample = category_sampling.sample_category(NUMPY_BITMAP, 'cat', 20, 10, seed=0)
+  assert sample.read == len(array) and sample.format == category_sampling.BITMAP
   distinct = len({row.tobytes() for row in array})
   assert sample.duplicates == len(array) - distinct
 
@@ -315,23 +317,23 @@ def test_sample_is_independent_of_line_order_and_stable_in_test_as_train_grows(t
   os.makedirs(tmp_path / 'b')
   write_category(str(tmp_path / 'a'), 'cat', drawings)
   write_category(str(tmp_path / 'b'), 'cat', shuffled + shuffled[:10])  # Plus duplicates.
-  first = quickdraw_data.sample_category(str(tmp_path / 'a'), 'cat', 20, 10, seed=3)
-  second = quickdraw_data.sample_category(str(tmp_path / 'b'), 'cat', 20, 10, seed=3)
+  first = category_sampling.sample_category(str(tmp_path / 'a'), 'cat', 20, 10, seed=3)
+  second = category_sampling.sample_category(str(tmp_path / 'b'), 'cat', 20, 10, seed=3)
   assert second.duplicates == 10
   assert [d for _, d in first.train] == [d for _, d in second.train]
   assert [d for _, d in first.test] == [d for _, d in second.test]
-  larger = quickdraw_data.sample_category(str(tmp_path / 'a'), 'cat', 40, 10, seed=3)
+  larger = category_sampling.sample_category(str(tmp_path / 'a'), 'cat', 40, 10, seed=3)
   assert larger.test == first.test and larger.train[:20] == first.train
 
 
 def test_bottom_k_keeps_k_items_and_samples_uniformly():
-  sampler = quickdraw_data._BottomK(5, salt='0:x')  # pylint: disable=protected-access
+  sampler = category_sampling.BottomK(5, salt='0:x')  # pylint: disable=protected-access
   for i in range(5000):
     sampler.offer(str(i % 1000).encode(), i, str(i), i)
   assert len(sampler.sample()) == 5 and sampler.seen == 5000 and sampler.distinct() == 1000
   counts = np.zeros(20)
   for seed in range(2000):
-    sampler = quickdraw_data._BottomK(5, salt=f'{seed}:x')  # pylint: disable=protected-access
+    sampler = category_sampling.BottomK(5, salt=f'{seed}:x')  # pylint: disable=protected-access
     for i in range(20):
       sampler.offer(bytes([i]), i, str(i), i)
     for _, item in sampler.sample():
@@ -344,10 +346,10 @@ def test_xy_strokes_beyond_255_are_refused_not_taken_as_simplified(tmp_path):
   # Raw-looking coordinates without t: not simplified data, and not recognizable as raw.
   records = [{'word': 'cat', 'drawing': [[[0, 300 + i], [0, 700]]]} for i in range(10)]
   _write_lines(str(tmp_path), 'cat.ndjson', records)
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=r'10 of 10 lines skipped.*coordinates_out_of_range: 10 .*cat.ndjson:1: '
                            r'stroke 0 has coordinates outside 0..255'):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 1, seed=0)
+    category_sampling.sample_category(str(tmp_path), 'cat', 1, 1, seed=0)
 
 
 def test_skip_ratio_and_recognized_filter_go_from_the_command_line_to_the_component():
@@ -374,6 +376,6 @@ def test_corrupt_gzip_data_fails_like_a_truncated_file(tmp_path):
   data = bytearray(open(path, 'rb').read())
   data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # Zeros in the middle of the stream.
   open(path, 'wb').write(bytes(data))
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=r'cat.ndjson.gz:\d+: the file is truncated or not valid gzip'):
-    quickdraw_data.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)
+    category_sampling.sample_category(str(tmp_path), 'cat', 1, 0, seed=0)

@@ -1,7 +1,7 @@
 """Progress shown as a bar on a terminal, as periodic log lines elsewhere, or not at all."""
 import logging
 
-from pipeline import progress
+from models import progress
 
 
 def test_log_mode_writes_lines_with_count_total_and_rate(monkeypatch, caplog):
@@ -38,3 +38,13 @@ def test_mode_follows_the_terminal_unless_told(monkeypatch):
   assert progress.mode() == 'bar'
   monkeypatch.setenv(progress.ENV, 'off')
   assert progress.mode() == 'off'
+
+
+def test_unit_scale_shows_large_counts_with_si_prefixes(monkeypatch, caplog):
+  monkeypatch.setenv(progress.ENV, 'log')
+  caplog.set_level(logging.INFO)
+  with progress.Progress(2_000_000, 'Downloading cat.ndjson', 'B', log_every=0,
+                         unit_scale=True) as p:
+    p.update(1_500_000)
+  assert caplog.messages[0].startswith('Downloading cat.ndjson: 1.50M/2.00M B, ')
+  assert caplog.messages[0].endswith('B/s')

@@ -9,7 +9,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from components import quickdraw_data
+from components import category_sampling
 from serving import http
 from serving import registry
 from serving import search
@@ -113,7 +113,7 @@ def test_a_utf8_byte_order_mark_is_read_as_ingestion_reads_it(tmp_path):
   path = tmp_path / 'box.ndjson'
   path.write_bytes(codecs.BOM_UTF8 + GOOD + b'\n')
   assert search.read_queries(str(path))[0].category == 'box'
-  sample = quickdraw_data.sample_category(str(tmp_path), 'box', 1, 0, seed=0)
+  sample = category_sampling.sample_category(str(tmp_path), 'box', 1, 0, seed=0)
   assert sample.read == 1 and sample.skipped == {}
 
 

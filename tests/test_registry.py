@@ -14,8 +14,8 @@ import tensorflow as tf
 from components import embedding_evaluator
 from components import quickdraw_example_gen
 from components import registry_pusher
+from components import registry_store
 from pipeline import results
-from serving import publishing
 from serving import registry
 from tfx.types import standard_artifacts
 
@@ -37,7 +37,7 @@ def _cards(version):
 
 
 def _publish(model_dir, now, **kwargs):
-  return publishing.publish(model_dir, _stage_fake, _cards, now=now, **kwargs)
+  return registry_store.publish(model_dir, _stage_fake, _cards, now=now, **kwargs)
 
 
 def _entries(model_dir):
@@ -77,7 +77,7 @@ def test_a_push_failing_before_the_rename_leaves_the_registry_as_it_was(tmp_path
     assert os.listdir(destination) == []
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(publishing, '_rename', interrupted)
+  monkeypatch.setattr(registry_store, '_rename', interrupted)
   with pytest.raises(KeyboardInterrupt):
     _publish(model_dir, now=2000)
   assert _entries(model_dir) == ['1000']  # Neither the staging folder nor the claim is left.
@@ -92,13 +92,13 @@ def test_a_crash_between_copy_and_rename_is_invisible_to_readers(tmp_path):
   script = (
       'import json, os, sys\n'
       'sys.path.insert(0, sys.argv[1])\n'
-      'from serving import publishing, registry\n'
+      'from components import registry_store\n'
       'def stage(folder):\n'
       '  open(os.path.join(folder, "saved_model.pb"), "w").write("model")\n'
       'def cards(version):\n'
       '  return {"model_card.json": json.dumps({"version": str(version)})}\n'
-      'publishing._rename = lambda source, destination: os._exit(3)\n'
-      'publishing.publish(sys.argv[2], stage, cards, now=2000)\n')
+      'registry_store._rename = lambda source, destination: os._exit(3)\n'
+      'registry_store.publish(sys.argv[2], stage, cards, now=2000)\n')
   crashed = subprocess.run([sys.executable, '-c', script, ROOT, model_dir], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
   assert crashed.returncode == 3, crashed.stderr
@@ -121,7 +121,7 @@ def test_a_numeric_folder_without_its_model_card_is_not_a_version(tmp_path):
   os.makedirs(tmp_path / 'toy' / '1000')
   assert registry.list_models(str(tmp_path)) == []
   assert registry.version_numbers(str(tmp_path / 'toy')) == []
-  assert publishing.next_version(str(tmp_path / 'toy'), now=5) == 1001
+  assert registry_store.next_version(str(tmp_path / 'toy'), now=5) == 1001
 
 
 def test_resolve_names_what_exists_when_asked_for_what_does_not(tmp_path):
@@ -141,7 +141,7 @@ def test_two_pushes_in_the_same_second_both_publish_under_different_numbers(tmp_
                                                                             monkeypatch,
                                                                             remote):
   model_dir = str(tmp_path / 'toy')
-  original = publishing.next_version
+  original = registry_store.next_version
   both_counted = threading.Barrier(2, timeout=60)
   seen = threading.local()
 
@@ -152,7 +152,7 @@ def test_two_pushes_in_the_same_second_both_publish_under_different_numbers(tmp_
       both_counted.wait()
     return number
 
-  monkeypatch.setattr(publishing, 'next_version', same_number)
+  monkeypatch.setattr(registry_store, 'next_version', same_number)
   outcomes = []
 
   def push():
@@ -241,14 +241,14 @@ def test_the_model_card_never_appears_before_the_model_files(tmp_path, monkeypat
   _publish(model_dir, now=1000, remote=remote)
   expected = ['saved_model.pb', 'variables/variables.index', registry.MODEL_CARD_MARKDOWN]
   watched = _WatchedFiles(model_dir, expected)
-  monkeypatch.setattr(publishing, '_gfile', lambda: watched)
-  rename = publishing._rename
+  monkeypatch.setattr(registry_store, '_gfile', lambda: watched)
+  rename = registry_store._rename
 
   def watched_rename(source, destination):
     rename(source, destination)
     watched.check()
 
-  monkeypatch.setattr(publishing, '_rename', watched_rename)
+  monkeypatch.setattr(registry_store, '_rename', watched_rename)
   version, path = _publish(model_dir, now=1000, remote=remote)
   assert version == 1001 and sorted(os.listdir(path)) == sorted(
       ['saved_model.pb', 'variables', registry.MODEL_CARD_FILE, registry.MODEL_CARD_MARKDOWN])
@@ -441,7 +441,7 @@ def test_pusher_interrupted_before_the_rename_publishes_nothing(pushed, tmp_path
     assert registry.read_card(source)['version'] == os.path.basename(destination)
     raise RuntimeError('simulated crash between copy and rename')
 
-  monkeypatch.setattr(publishing, '_rename', interrupted)
+  monkeypatch.setattr(registry_store, '_rename', interrupted)
   with pytest.raises(RuntimeError, match='simulated crash'):
     _run_pusher(tmp_path, _pusher_inputs(nodes), model_dir, ['test'])
   assert _entries(model_dir) == before

@@ -13,7 +13,8 @@ import pytest
 from werkzeug import serving as werkzeug_serving
 
 from components import embedding_evaluator
-from components import quickdraw_data
+from components import drawing_rendering
+from components import quickdraw_source
 from components import retrieval
 from pipeline import cli
 from pipeline import results
@@ -45,9 +46,9 @@ def test_png_and_ndjson_queries_are_read_and_rendered_like_training_data(tmp_pat
   assert [q.name for q in queries] == [f'{path}:1', f'{path}:3']
   assert [q.category for q in queries] == ['box', 'zig zag']
   strokes = [(xs, ys) for xs, ys in LINE['drawing']]
-  assert queries[0].png == quickdraw_data.render_png(strokes, 128, 2)
+  assert queries[0].png == drawing_rendering.render_png(strokes, 128, 2)
   literal = search.read_queries(json.dumps({'drawing': LINE['drawing']}))
-  assert literal[0].png == quickdraw_data.render_png(strokes, 256, 3)
+  assert literal[0].png == drawing_rendering.render_png(strokes, 256, 3)
   assert literal[0].category is None
 
 
@@ -116,7 +117,7 @@ def pushed(smoke_registry):
 def _source_line(source, drawing_id):
   """The ndjson line a drawing came from (ids are <category>/<line number>)."""
   category, number = drawing_id.rsplit('/', 1)
-  path = quickdraw_data.category_path(source, category)
+  path = quickdraw_source.category_path(source, category)
   with open(path, 'rb') as raw:
     lines = (gzip.open(raw) if path.endswith('.gz') else raw).read().splitlines()
   return lines[int(number) - 1]

@@ -13,7 +13,7 @@ from PIL import Image
 import pytest
 from werkzeug import serving as werkzeug_serving
 
-from components import quickdraw_data
+from components import drawing_rendering
 from serving import http
 from serving import pad
 from serving import registry
@@ -40,7 +40,7 @@ def _fake_registry(root) -> str:
       registry.write_gallery(str(folder / registry.GALLERY_FILE), registry.Gallery(
           embedding=np.zeros((3, 4), np.float32), category=np.array(['line', 'corner', 'dot']),
           id=np.array(['line/1', 'corner/2', 'dot/3']), split=np.array(['test'] * 3),
-          png=[quickdraw_data.render_png(d, 64 * version, 3) for d in GALLERY_DRAWINGS]))
+          png=[drawing_rendering.render_png(d, 64 * version, 3) for d in GALLERY_DRAWINGS]))
   damaged = root / 'toy' / '3'
   damaged.mkdir()
   (damaged / registry.MODEL_CARD_FILE).write_text('{}')
@@ -95,10 +95,10 @@ def test_page_static_files_and_thumbnails_are_served(tmp_path):
   for index, drawing in enumerate(GALLERY_DRAWINGS):
     thumbnail = client.get(f'/pad/gallery/toy/2/{index}.png')
     assert thumbnail.status_code == 200 and thumbnail.mimetype == 'image/png'
-    assert thumbnail.data == quickdraw_data.render_png(drawing, 128, 3)
+    assert thumbnail.data == drawing_rendering.render_png(drawing, 128, 3)
     assert 'immutable' in thumbnail.headers['Cache-Control']
   # Each version serves its own gallery.
-  assert client.get('/pad/gallery/toy/1/0.png').data == quickdraw_data.render_png(
+  assert client.get('/pad/gallery/toy/1/0.png').data == drawing_rendering.render_png(
       GALLERY_DRAWINGS[0], 64, 3)
 
 

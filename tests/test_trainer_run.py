@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import quickdraw_data
+from components import drawing_rendering
 from models import trainer
 from tests import training_fixtures
 from tests.conftest import ROOT, synthetic_drawing
@@ -38,7 +38,7 @@ def trained(data, tmp_path_factory):
 
 def _png(category_index: int, seed: int = 7) -> bytes:
   import random  # pylint: disable=import-outside-toplevel
-  return quickdraw_data.render_png(synthetic_drawing(category_index, random.Random(seed)))
+  return drawing_rendering.render_png(synthetic_drawing(category_index, random.Random(seed)))
 
 
 _CLIENT = textwrap.dedent('''

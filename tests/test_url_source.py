@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from components import quickdraw_data
+from components import category_sampling
+from components import quickdraw_source
 from components import url_cache
 from tests.conftest import make_synthetic_source
 
@@ -40,12 +41,12 @@ def server(tmp_path_factory):
 def test_category_files_are_downloaded_once_and_cached(server, tmp_path, monkeypatch):
   base, folder, requests = server
   monkeypatch.setattr(url_cache, 'CACHE_DIR', str(tmp_path))
-  first = quickdraw_data.sample_category(base, 'The Eiffel Tower', 10, 5, seed=1)
+  first = category_sampling.sample_category(base, 'The Eiffel Tower', 10, 5, seed=1)
   count = len(requests)
-  second = quickdraw_data.sample_category(base, 'The Eiffel Tower', 10, 5, seed=1)
+  second = category_sampling.sample_category(base, 'The Eiffel Tower', 10, 5, seed=1)
   assert len(requests) == count  # Served from the cache the second time.
   assert first.train == second.train and first.read == 20
-  local = quickdraw_data.sample_category(folder, 'The Eiffel Tower', 10, 5, seed=1)
+  local = category_sampling.sample_category(folder, 'The Eiffel Tower', 10, 5, seed=1)
   assert local.train == first.train  # Same drawings as reading the folder itself.
   assert any('The%20Eiffel%20Tower.ndjson' in r for r in requests)
 
@@ -69,7 +70,7 @@ def test_unreachable_url_names_the_address(tmp_path):
 
 
 def test_url_sources_list_the_official_categories():
-  names = quickdraw_data.list_categories('https://example.invalid/full/simplified/')
+  names = quickdraw_source.list_categories('https://example.invalid/full/simplified/')
   assert len(names) == 345 and 'The Eiffel Tower' in names and 'cat' in names
 
 
@@ -80,20 +81,20 @@ def test_other_suffixes_are_tried_and_a_missing_category_is_named(server, tmp_pa
   with open(os.path.join(folder, 'line.ndjson'), 'rb') as f, \
       gzip.open(os.path.join(folder, 'gz only.ndjson.gz'), 'wb') as out:
     out.write(f.read().replace(b'"line"', b'"gz only"'))
-  path = quickdraw_data.category_path(base, 'gz only')
+  path = quickdraw_source.category_path(base, 'gz only')
   assert path.endswith('gz%20only.ndjson.gz')  # .ndjson was a 404: the next suffix served.
-  assert quickdraw_data.sample_category(base, 'gz only', 10, 5, seed=0).read == 20
-  with pytest.raises(quickdraw_data.QuickDrawDataError,
+  assert category_sampling.sample_category(base, 'gz only', 10, 5, seed=0).read == 20
+  with pytest.raises(quickdraw_source.QuickDrawDataError,
                      match=r"category 'the eiffel tower' has no file.*'The Eiffel Tower'"):
-    quickdraw_data.category_path(base, 'the eiffel tower')
+    quickdraw_source.category_path(base, 'the eiffel tower')
 
 
-def test_download_progress_is_logged(server, tmp_path, caplog):
+def test_a_finished_download_is_logged_with_its_size(server, tmp_path, caplog):
   base, _, _ = server
   caplog.set_level('INFO')
-  url_cache.fetch(base + '/line.ndjson', cache_dir=str(tmp_path))
-  assert any('Downloading line.ndjson:' in r.getMessage() and '(100%)' in r.getMessage()
-             for r in caplog.records)
+  path = url_cache.fetch(base + '/line.ndjson', cache_dir=str(tmp_path))
+  size = os.path.getsize(path)
+  assert f'Downloaded line.ndjson: {size} of {size} bytes' in caplog.messages
 
 
 def test_a_download_shorter_than_announced_is_kept_partial_and_resumed(tmp_path):

@@ -13,7 +13,9 @@ import os
 import random
 import sys
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # Before any TensorFlow import.
+from models import legacy_keras
+
+legacy_keras.enable()  # Also run as a script (below): before TensorFlow is imported.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top
@@ -23,7 +25,7 @@ from tfx.components.util import tfxio_utils
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
-from components import quickdraw_data
+from components import drawing_rendering
 from models import preprocessing
 from tests.conftest import synthetic_drawing
 
@@ -41,8 +43,8 @@ def write_examples(folder: str, train_per_category: int = 16, test_per_category:
   for index, category in enumerate(CATEGORIES):
     for number in range(train_per_category + test_per_category):
       split = 'train' if number < train_per_category else 'test'
-      png = quickdraw_data.render_png(synthetic_drawing(index, rng))
-      splits[split].append(quickdraw_data.to_example(f'{category}-{number}', category, png))
+      png = drawing_rendering.render_png(synthetic_drawing(index, rng))
+      splits[split].append(drawing_rendering.to_example(f'{category}-{number}', category, png))
   for split, examples in splits.items():
     os.makedirs(os.path.join(folder, f'Split-{split}'), exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(folder, f'Split-{split}', 'data.tfrecord.gz'),

@@ -1,9 +1,20 @@
-"""Publishing a version to the model registry (layout and readers: serving/registry.py).
+"""The model registry on disk: its layout, version names, the card and gallery files, and
+publishing a version. The Pusher writes through this module; serving/registry.py reads.
 
-A push stages the model files in a temporary folder (`<model>/.tmp-<nonce>/`), then claims the
-next version number with an exclusive operation and, if another push took that number, the one
-after: two pushes never share a number and neither fails for it. The files that name the
-version (model_card.md, model_card.json) are written only then, model_card.json last of all.
+  <registry>/<model>/<version>/        a version (TF Serving's layout), never overwritten
+      saved_model.pb, variables/, assets/, assets.extra/categories.txt    the SavedModel
+      model_card.json, model_card.md   metrics, categories, data, training, lineage
+      gallery.npz                      the search gallery: embeddings, categories, ids, PNGs
+  <registry>/<model>/.tmp-<nonce>/     a push being staged (or one that crashed)
+
+Version names are canonical decimal numbers: ASCII digits, no leading zero, 1 to 18 digits
+(so every version fits TF Serving's int64); readers ignore folders with other names ('007',
+'²', 'v2').
+
+Publishing stages the model files in a temporary folder, then claims the next version number
+with an exclusive operation and, if another push took that number, the one after: two pushes
+never share a number and neither fails for it. The files that name the version (model_card.md,
+model_card.json) are written only then, model_card.json last of all.
 
   local folders   the claim is os.mkdir of the version folder; the staged folder, cards
                   included, is renamed onto that empty claim in one atomic step.
@@ -13,15 +24,27 @@ version (model_card.md, model_card.json) are written only then, model_card.json 
 
 Either way model_card.json never appears before the files it describes, and readers require it.
 """
+import dataclasses
+import io
+import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from serving import registry
+import numpy as np
 
+MODEL_CARD_FILE = 'model_card.json'
+MODEL_CARD_MARKDOWN = 'model_card.md'
+GALLERY_FILE = 'gallery.npz'
+SAVED_MODEL_FILE = 'saved_model.pb'
+CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
+TEMP_PREFIX = '.tmp-'
+MAX_VERSION = 10**18 - 1  # Versions fit TF Serving's int64.
+_VERSION_NAME = re.compile(r'[1-9][0-9]{0,17}')
 CLAIM_PREFIX = '.claim-'
 _MAX_CLAIMS = 100
 
@@ -38,10 +61,84 @@ def _op_error():
   return tf.errors.OpError
 
 
+def is_version_name(name: Any) -> bool:
+  """'7' and '1796024836' are versions; '007', '²', '+7', '7 ' and 19 digits are not."""
+  return isinstance(name, str) and _VERSION_NAME.fullmatch(name) is not None
+
+
+def folder_names(folder: str) -> List[str]:
+  """Entry names of `folder` (none when it does not exist), without trailing slashes."""
+  gfile = _gfile()
+  if not gfile.isdir(folder):
+    return []
+  return [name.rstrip('/') for name in gfile.listdir(folder) if name.rstrip('/')]
+
+
+def version_folders(model_dir: str) -> List[int]:
+  """Every canonical version folder, with or without a card (or complete files), ascending."""
+  return sorted(int(name) for name in folder_names(model_dir) if is_version_name(name))
+
+
+def version_numbers(model_dir: str) -> List[int]:
+  """Versions with a model card (not checked), ascending; temporary and other folders are
+  ignored, as is a version folder whose card is not written yet."""
+  gfile = _gfile()
+  return [v for v in version_folders(model_dir)
+          if gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))]
+
+
+def read_card(version_dir: str) -> Dict[str, Any]:
+  with _gfile().GFile(os.path.join(version_dir, MODEL_CARD_FILE)) as f:
+    return json.load(f)
+
+
+# The search gallery.
+
+@dataclasses.dataclass
+class Gallery:
+  """Drawings to search among: one row per drawing, PNG bytes included."""
+  embedding: np.ndarray  # (n, d) float32
+  category: np.ndarray  # (n,) str
+  id: np.ndarray  # (n,) str
+  split: np.ndarray  # (n,) str
+  png: List[bytes]
+
+  def __len__(self) -> int:
+    return len(self.id)
+
+
+def write_gallery(path: str, gallery: Gallery) -> None:
+  """One .npz without pickles: PNGs are concatenated bytes plus offsets."""
+  n = len(gallery.id)
+  if not (len(gallery.embedding) == len(gallery.category) == len(gallery.split)
+          == len(gallery.png) == n):
+    raise ValueError('gallery columns differ in length')
+  offsets = np.cumsum([0] + [len(png) for png in gallery.png]).astype(np.int64)
+  buffer = io.BytesIO()  # np.savez needs a seekable file; GFile (gs://) is not.
+  np.savez_compressed(
+      buffer, embedding=np.asarray(gallery.embedding, np.float32),
+      category=np.asarray(gallery.category, str), id=np.asarray(gallery.id, str),
+      split=np.asarray(gallery.split, str),
+      png_data=np.frombuffer(b''.join(gallery.png), np.uint8), png_offsets=offsets)
+  with _gfile().GFile(path, 'wb') as f:
+    f.write(buffer.getvalue())
+
+
+def read_gallery(path: str) -> Gallery:
+  with _gfile().GFile(path, 'rb') as f:
+    data = np.load(io.BytesIO(f.read()))
+  offsets, blob = data['png_offsets'], data['png_data'].tobytes()
+  return Gallery(embedding=data['embedding'], category=data['category'], id=data['id'],
+                 split=data['split'],
+                 png=[blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)])
+
+
+# Publishing.
+
 def next_version(model_dir: str, now: Optional[float] = None) -> int:
   """The Unix time of the push (as TFX's Pusher does), but above every version folder."""
   return max([int(time.time() if now is None else now)]
-             + [v + 1 for v in registry.version_folders(model_dir)])
+             + [v + 1 for v in version_folders(model_dir)])
 
 
 def _claim_local(destination: str, marker: str) -> bool:
@@ -84,7 +181,7 @@ def _claim(model_dir: str, now: Optional[float], remote: bool, marker: str) -> T
 def _write_files(folder: str, files: Mapping[str, str]) -> None:
   """The card files, model_card.json last: its presence marks a complete version."""
   gfile = _gfile()
-  for name in sorted(files, key=lambda n: n == registry.MODEL_CARD_FILE):
+  for name in sorted(files, key=lambda n: n == MODEL_CARD_FILE):
     with gfile.GFile(os.path.join(folder, name), 'w') as f:
       f.write(files[name])
 
@@ -104,7 +201,7 @@ def _copy_in(source: str, destination: str, files: Mapping[str, str]) -> None:
     for name in subfolders:
       gfile.makedirs(os.path.join(destination, relative, name.rstrip('/')))
     staged += [os.path.join(relative, name) for name in names]
-  for name in sorted(staged, key=lambda n: (n == registry.SAVED_MODEL_FILE, n)):
+  for name in sorted(staged, key=lambda n: (n == SAVED_MODEL_FILE, n)):
     if name not in files:
       gfile.copy(os.path.join(source, name), os.path.join(destination, name), overwrite=False)
   _write_files(destination, files)
@@ -125,7 +222,7 @@ def publish(model_dir: str, stage: Callable[[str], None],
   gfile = _gfile()
   gfile.makedirs(model_dir)
   nonce = uuid.uuid4().hex[:12]
-  staging = os.path.join(model_dir, f'{registry.TEMP_PREFIX}{nonce}')
+  staging = os.path.join(model_dir, f'{TEMP_PREFIX}{nonce}')
   marker = f'{CLAIM_PREFIX}{nonce}'
   destination = None
   try:
@@ -133,8 +230,8 @@ def publish(model_dir: str, stage: Callable[[str], None],
     stage(staging)
     version, destination = _claim(model_dir, now, remote, marker)
     files = dict(card_files(version))
-    if registry.MODEL_CARD_FILE not in files:
-      raise ValueError(f'card_files({version}) gave no {registry.MODEL_CARD_FILE}')
+    if MODEL_CARD_FILE not in files:
+      raise ValueError(f'card_files({version}) gave no {MODEL_CARD_FILE}')
     if remote:
       _copy_in(staging, destination, files)
     else:

@@ -1,0 +1,253 @@
+"""The report's statements: what the run's values say, each derived from them.
+
+Every function reads a `RunResults` and returns sentences (or nothing) whose every number,
+name and verdict comes from the recorded values: who leads on which metric, whether the lead
+exceeds its 95% interval, the train-test gap, how the embeddings compare with the floors, the
+training budgets, what was pushed and why not. A sentence whose values are missing is left out.
+"""
+from typing import List, Optional, Tuple
+
+from components import confidence
+from pipeline import config as config_lib
+from pipeline import report_tables
+from pipeline.report_data import ModelResults, RunResults, get_path
+from pipeline.report_tables import metric_text, num, pct
+
+# A train-test accuracy gap (fraction) above this is called a sign of overfitting.
+OVERFITTING_GAP = 0.10
+# Cosine and L2 mAP closer than this are not reported as different.
+DISTANCE_MAP_TOLERANCE = 0.005
+# The headline comparisons: (metrics key, label, shown as a percentage).
+HEADLINE_KEYS = (('test_accuracy', 'test accuracy', True), ('map', 'retrieval mAP (L2)', False))
+
+
+def budget(run: RunResults) -> str:
+  """Whether the models had the same training budget, from their settings and histories."""
+  if len(run.models) < 2 or any(m.training.get('epochs') is None for m in run.models):
+    return ''
+  budgets = {(m.training.get('epochs'), m.training.get('time_budget_minutes') or 0)
+             for m in run.models}
+  reached = ', '.join(f'{m.name} {m.history["epochs_reached"]:.2f}' for m in run.models
+                      if m.history.get('epochs_reached') is not None)
+  if len(budgets) > 1:
+    return ('The models had different training budgets (' + '; '.join(
+        f'{m.name}: {_epochs(m.training.get("epochs"))}'
+        + (f' or {m.training["time_budget_minutes"]:g} minutes'
+           if m.training.get('time_budget_minutes') else '') for m in run.models)
+        + '), so the comparison is not on equal footing.')
+  epochs, minutes = budgets.pop()
+  limit = (f'{minutes:g} minutes of training (at most {_epochs(epochs)})' if minutes
+           else _epochs(epochs))
+  return (f'Both models had the same training budget: {limit}'
+          + (f'; epochs reached: {reached}.' if reached else '.'))
+
+
+def _epochs(count) -> str:
+  return f'{count} epoch' if count == 1 else f'{count} epochs'
+
+
+def interval_note(run: RunResults) -> str:
+  """How the bracketed intervals were computed, from the Evaluator's ci95_method."""
+  method = next((m.metrics['ci95_method'] for m in run.models if m.metrics.get('ci95_method')),
+                None)
+  if not method:
+    return ''
+  return (f'Brackets: {method["confidence_level"]:.0%} {method["method"].split(" (")[0]} '
+          f'intervals ({method["resamples"]} resamples, seed {method["seed"]}) over the drawings '
+          'evaluated (accuracy) and over the scored queries (mAP, the gallery held fixed).')
+
+
+def _better(run: RunResults, key: str) -> Optional[Tuple[ModelResults, ModelResults]]:
+  """(better, worse) by `key` when both models have it and they differ, else None."""
+  if len(run.models) < 2:
+    return None
+  values = [(get_path(m.metrics, key), m) for m in run.models[:2]]
+  if any(v is None for v, _ in values) or values[0][0] == values[1][0]:
+    return None
+  ordered = sorted(values, key=lambda vm: -vm[0])
+  return ordered[0][1], ordered[1][1]
+
+
+def lead(run: RunResults, key: str) -> Tuple[Optional[str], Optional[bool]]:
+  """(the model ahead on `key`, whether its lead exceeds the 95% interval: the paired interval
+  of the difference when there is one, else non-overlapping intervals; None when unknown)."""
+  better = _better(run, key)
+  if not better:
+    return None, None
+  row = (run.comparison.get('paired_difference') or {}).get(key) or {}
+  if row.get('excludes_zero') is not None:
+    return better[0].name, bool(row['excludes_zero'])
+  first, second = better[0].metrics.get(f'{key}_ci95'), better[1].metrics.get(f'{key}_ci95')
+  if first is None or second is None:
+    return better[0].name, None
+  return better[0].name, first[0] > second[1]
+
+
+def discussion(run: RunResults) -> List[str]:
+  """Statements that the measured values support, one per bullet."""
+  points = []
+  for key, label in (('test_accuracy', 'test accuracy'), ('map', 'retrieval mAP (L2)'),
+                     ('test_top5_accuracy', 'top-5 test accuracy'),
+                     ('map_cosine', 'retrieval mAP with cosine distance')):
+    better = _better(run, key)
+    if better:
+      points.append(f'{better[0].name} is ahead of {better[1].name} on {label}: '
+                    f'{metric_text(better[0].metrics, key)} against '
+                    f'{metric_text(better[1].metrics, key)}.')
+  wins = run.comparison.get('wins') or {}
+  if wins and run.comparison.get('models'):
+    first, second = run.comparison['models'][:2]
+    points.append(f'Over all {sum(wins.values())} compared metrics (ModelComparison, floors '
+                  f'excluded), {first} is better on {wins.get(first, 0)}, {second} on '
+                  f'{wins.get(second, 0)}, and {wins.get("tie", 0)} are tied.')
+  for m in run.models:
+    points += _model_points(m)
+  return points
+
+
+def _model_points(m: ModelResults) -> List[str]:
+  points = []
+  train, test = m.metrics.get('train_accuracy'), m.metrics.get('test_accuracy')
+  if train is not None and test is not None:
+    gap = train - test
+    side = 'more than' if gap > OVERFITTING_GAP else 'within'
+    points.append(f'{m.name}: train accuracy {pct(train)}, test {pct(test)}, a gap of '
+                  f'{gap * 100:+.1f} points, {side} the {OVERFITTING_GAP * 100:.0f} that this '
+                  'report takes as a sign of overfitting.')
+  raw = get_path(m.metrics, 'floors.raw_pixels_map')
+  random_map = get_path(m.metrics, 'floors.random_map')
+  if m.metrics.get('map') is not None and random_map:
+    text = (f'{m.name}\'s fc_1 embeddings retrieve at mAP {num(m.metrics["map"])}, '
+            f'{m.metrics["map"] / random_map:.1f}x the random ranking ({num(random_map)})')
+    if raw:
+      text += (f' and {m.metrics["map"] / raw:.1f}x raw pixels ({num(raw)})'
+               if m.metrics['map'] > raw else
+               f'; raw pixels ({num(raw)}) do as well or better')
+    points.append(text + '.')
+  l2, cosine = m.metrics.get('map'), m.metrics.get('map_cosine')
+  if l2 is not None and cosine is not None and abs(l2 - cosine) >= DISTANCE_MAP_TOLERANCE:
+    points.append(f'{m.name}: cosine distance on normalised embeddings gives mAP '
+                  f'{num(cosine)}, {"better" if cosine > l2 else "worse"} than L2 '
+                  f'({num(l2)}).')
+  pairs = report_tables.confusion_pairs(m, 3)
+  if pairs:
+    listed = '; '.join(f'{t} taken for {p} ({n} of {total})' for t, p, n, total in pairs)
+    points.append(f'{m.name}\'s most frequent confusions on the test split: {listed}.')
+  per_ap = get_path(m.metrics, 'retrieval.l2.per_category_ap') or {}
+  scored = sorted((v, c) for c, v in per_ap.items() if v is not None)
+  if len(scored) >= 2:
+    points.append(f'{m.name} retrieves {scored[-1][1]} best (AP {num(scored[-1][0])}) and '
+                  f'{scored[0][1]} worst (AP {num(scored[0][0])}).')
+  return points
+
+
+def conclusions(run: RunResults) -> List[str]:
+  points = []
+  leads = {label: lead(run, key) for key, label in (('test_accuracy', 'classification'),
+                                                    ('map', 'similarity search'))}
+  names = {name for name, _ in leads.values() if name}
+  if len(names) == 1 and all(significant for _, significant in leads.values()):
+    points.append(f'In this run {names.pop()} is the better model for both classification and '
+                  'similarity search, by more than the uncertainty of the test set.')
+  else:
+    for label, (name, significant) in leads.items():
+      if name is None:
+        continue
+      margin = {True: ', by more than the uncertainty of the test set.',
+                False: ', within the uncertainty of the test set: no winner on this data.',
+                None: ' (no interval recorded to judge the margin).'}[significant]
+      points.append(f'{name} is ahead on {label}{margin}')
+  scale = _scale_statement(run)
+  if scale:
+    points.append(scale)
+  points += difference_statements(run)
+  points.append(push_statement(run))
+  return points
+
+
+def _scale_statement(run: RunResults) -> str:
+  """How the run's data and training compare with the `full` profile's, when smaller."""
+  full = config_lib.PROFILES['full']
+  full_epochs = full.training[config_lib.MODEL_NAMES[0]].epochs
+  s = run.sampling
+  reached = {m.name: m.history.get('epochs_reached') for m in run.models}
+  planned = {m.name: m.training.get('epochs') for m in run.models}
+  trained = ', '.join(f'{n}: {e:.2f} epochs' if e is not None else f'{n}: {_epochs(planned[n])}'
+                      for n, e in reached.items() if e is not None or planned[n] is not None)
+  short_data = s.get('train_per_category') and s['train_per_category'] < full.train_per_category
+  short_training = any(e is not None and e < full_epochs for e in reached.values())
+  if not (short_data or short_training):
+    return ''
+  return (f'The run used {s.get("train_per_category", "?")} training drawings per category'
+          + (f' and trained {trained}' if trained else '')
+          + f'; the `full` profile trains {full.num_categories} categories x '
+          f'{full.train_per_category} drawings for {full_epochs} epochs. The numbers describe '
+          'this budget.')
+
+
+def difference_statements(run: RunResults) -> List[str]:
+  """Whether each headline difference between the two models exceeds its uncertainty: from
+  ModelComparison's paired interval when present, else from the two models' own intervals."""
+  if len(run.models) < 2:
+    return []
+  paired = run.comparison.get('paired_difference') or {}
+  points = []
+  for key, label, percent in HEADLINE_KEYS:
+    row = paired.get(key) or {}
+    if row.get('ci95') is not None and row.get('difference') is not None:
+      points.append(_paired_statement(run, row, label, percent))
+      continue
+    values = [(m, m.metrics.get(key), m.metrics.get(f'{key}_ci95')) for m in run.models[:2]]
+    if any(v is None or ci is None for _, v, ci in values):
+      continue  # No interval recorded (a run made before schema 3).
+    (a, _, ia), (b, _, ib) = sorted(values, key=lambda x: -x[1])
+    bounds = lambda ci: confidence.format_bounds(ci, percent)
+    if ia[0] > ib[1]:
+      points.append(f'On {label}, {a.name}\'s 95% interval {bounds(ia)} lies entirely above '
+                    f'{b.name}\'s {bounds(ib)}: the difference exceeds the sampling '
+                    'uncertainty of this test set.')
+    else:
+      points.append(f'On {label}, the 95% intervals of {a.name} {bounds(ia)} and {b.name} '
+                    f'{bounds(ib)} overlap: they do not show that the models differ.')
+  return points
+
+
+def _paired_statement(run: RunResults, row, label: str, percent: bool) -> str:
+  first, second = run.comparison['models'][:2]
+  difference = (f'{row["difference"] * 100:+.1f} points' if percent
+                else f'{row["difference"]:+.3f}')
+  text = (f'{label[0].upper() + label[1:]}, {first} minus {second}: {difference}, 95% paired '
+          f'bootstrap interval {confidence.format_bounds(row["ci95"], percent, signed=True)} '
+          f'over {row["units"]} {"test drawings" if percent else "queries"}; ')
+  if row['excludes_zero']:
+    leader = first if row['difference'] > 0 else second
+    return text + (f'the interval excludes 0, so {leader}\'s lead is larger than what the '
+                   'choice of test drawings explains.')
+  return text + ('the interval includes 0, so this test set does not tell the two models apart '
+                 f'on {label}.')
+
+
+def push_statement(run: RunResults) -> str:
+  """Which models were pushed, the blessing thresholds, and the checks an unpushed model
+  failed, from the Evaluators' blessing sections."""
+  pushed = [m.name for m in run.models if m.pushed_to]
+  text = f'Pushed to the model registry: {", ".join(pushed) if pushed else "none"}.'
+  thresholds = run.models[0].metrics.get('thresholds') or {}
+  if thresholds.get('min_test_accuracy') is not None and thresholds.get('min_map') is not None:
+    text += (f' Blessing thresholds: test accuracy >= {pct(thresholds["min_test_accuracy"])}, '
+             f'mAP >= {num(thresholds["min_map"])}'
+             + (', and not worse than the model pushed before'
+                if thresholds.get('not_worse_than_pushed') else '') + '.')
+  for m in run.models:
+    failed = [c for c in get_path(m.metrics, 'blessing.checks', []) if not c.get('passed')]
+    if failed and not m.pushed_to:
+      text += f' {m.name} failed {", ".join(_check_text(c) for c in failed)}.'
+  return text
+
+
+def _check_text(check) -> str:
+  value, threshold = check.get('value'), check.get('threshold')
+  if value is None or threshold is None:
+    return check['name']
+  shown = pct if 'accuracy' in check['name'] else num
+  return f'{check["name"]} ({shown(value)} < {shown(threshold)})'
