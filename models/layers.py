@@ -1,4 +1,4 @@
-"""Building blocks named as in the specification's tables (see ../shared/DESIGN.md)."""
+"""Building blocks named as in the specification's layer tables (conv1_1 ... fc_2)."""
 import tf_keras as keras
 
 # The specification: every convolution is 3x3 and followed by BatchNorm and ReLU;

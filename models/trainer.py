@@ -114,8 +114,8 @@ def _count_examples(file_pattern: List[str], data_accessor: tfx.components.DataA
 def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, num_batches: int) -> int:
   """Replaces every BatchNorm's moving statistics by their average over training batches.
 
-  After a short fit the exponential moving averages lag the weights (DESIGN.md, "BatchNorm
-  trap"); with momentum i/(i+1) on batch i the moving value becomes the plain mean of the
+  After a short fit the exponential moving averages lag the weights (docs/architecture.md,
+  "BatchNorm"); with momentum i/(i+1) on batch i the moving value becomes the plain mean of the
   per-batch statistics. The momentum is a variable read inside one compiled step (Keras'
   BatchNormalization accepts a tensor momentum), so the pass is traced once, not run eagerly.
   Returns the number of batches used.

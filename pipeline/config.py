@@ -19,7 +19,7 @@ class TrainingConfig:
   # Adam 1e-3 diverged early in short CPU runs (skNet, 10 x 120, 2 epochs: 26% training
   # accuracy vs 55% with 3e-4).
   learning_rate: float = 3e-4
-  # Keras' default 0.99 lags the weights in short runs (see DESIGN.md, "BatchNorm trap");
+  # Keras' default 0.99 lags the weights in short runs (docs/architecture.md, "BatchNorm");
   # the Trainer also re-estimates the statistics over training data after fitting.
   batchnorm_momentum: float = 0.9
   batchnorm_recalibration_batches: int = 20

@@ -1,4 +1,4 @@
-"""The two architectures against the specification's tables (../shared/DESIGN.md)."""
+"""The two architectures against the specification's layer tables."""
 import pytest
 import tf_keras as keras
 

@@ -1,4 +1,4 @@
-"""BatchNorm recalibration (DESIGN.md, "BatchNorm trap") on a small, learnable problem."""
+"""BatchNorm recalibration (docs/architecture.md, "BatchNorm") on a small, learnable problem."""
 import numpy as np
 import pytest
 import tensorflow as tf
