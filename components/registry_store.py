@@ -51,12 +51,14 @@ _MAX_CLAIMS = 100
 _log = logging.getLogger(__name__)
 
 
-def _gfile():
+def tf_gfile():
+  """tf.io.gfile (local folders and gs:// alike), imported on first use: keeps --help fast."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # Lazy: keeps --help fast.
   return tf.io.gfile
 
 
-def _op_error():
+def tf_op_error():
+  """The error tf.io.gfile raises, imported on first use."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.errors.OpError
 
@@ -68,7 +70,7 @@ def is_version_name(name: Any) -> bool:
 
 def folder_names(folder: str) -> List[str]:
   """Entry names of `folder` (none when it does not exist), without trailing slashes."""
-  gfile = _gfile()
+  gfile = tf_gfile()
   if not gfile.isdir(folder):
     return []
   return [name.rstrip('/') for name in gfile.listdir(folder) if name.rstrip('/')]
@@ -82,13 +84,13 @@ def version_folders(model_dir: str) -> List[int]:
 def version_numbers(model_dir: str) -> List[int]:
   """Versions with a model card (not checked), ascending; temporary and other folders are
   ignored, as is a version folder whose card is not written yet."""
-  gfile = _gfile()
+  gfile = tf_gfile()
   return [v for v in version_folders(model_dir)
           if gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))]
 
 
 def read_card(version_dir: str) -> Dict[str, Any]:
-  with _gfile().GFile(os.path.join(version_dir, MODEL_CARD_FILE)) as f:
+  with tf_gfile().GFile(os.path.join(version_dir, MODEL_CARD_FILE)) as f:
     return json.load(f)
 
 
@@ -120,12 +122,12 @@ def write_gallery(path: str, gallery: Gallery) -> None:
       category=np.asarray(gallery.category, str), id=np.asarray(gallery.id, str),
       split=np.asarray(gallery.split, str),
       png_data=np.frombuffer(b''.join(gallery.png), np.uint8), png_offsets=offsets)
-  with _gfile().GFile(path, 'wb') as f:
+  with tf_gfile().GFile(path, 'wb') as f:
     f.write(buffer.getvalue())
 
 
 def read_gallery(path: str) -> Gallery:
-  with _gfile().GFile(path, 'rb') as f:
+  with tf_gfile().GFile(path, 'rb') as f:
     data = np.load(io.BytesIO(f.read()))
   offsets, blob = data['png_offsets'], data['png_data'].tobytes()
   return Gallery(embedding=data['embedding'], category=data['category'], id=data['id'],
@@ -154,7 +156,7 @@ def _claim_remote(destination: str, marker: str) -> bool:
   """Object stores have no exclusive create here: write a marker, then list. A claim wins only
   if its marker is alone; of two claims, the later one's listing sees the earlier marker (or the
   winner's files once the marker is gone), so at most one wins. A loser removes its marker."""
-  gfile = _gfile()
+  gfile = tf_gfile()
   gfile.makedirs(destination)
   with gfile.GFile(os.path.join(destination, marker), 'w') as f:
     f.write('')
@@ -180,7 +182,7 @@ def _claim(model_dir: str, now: Optional[float], remote: bool, marker: str) -> T
 
 def _write_files(folder: str, files: Mapping[str, str]) -> None:
   """The card files, model_card.json last: its presence marks a complete version."""
-  gfile = _gfile()
+  gfile = tf_gfile()
   for name in sorted(files, key=lambda n: n == MODEL_CARD_FILE):
     with gfile.GFile(os.path.join(folder, name), 'w') as f:
       f.write(files[name])
@@ -194,7 +196,7 @@ def _rename(source: str, destination: str) -> None:
 def _copy_in(source: str, destination: str, files: Mapping[str, str]) -> None:
   """On object stores: the model files one by one, saved_model.pb after the files it names,
   then the card files (model_card.json last)."""
-  gfile = _gfile()
+  gfile = tf_gfile()
   staged = []
   for folder, subfolders, names in gfile.walk(source):
     relative = folder[len(source):].strip('/')
@@ -219,7 +221,7 @@ def publish(model_dir: str, stage: Callable[[str], None],
   card is written, the error is raised and readers see the registry as before.
   """
   remote = '://' in model_dir if remote is None else remote
-  gfile = _gfile()
+  gfile = tf_gfile()
   gfile.makedirs(model_dir)
   nonce = uuid.uuid4().hex[:12]
   staging = os.path.join(model_dir, f'{TEMP_PREFIX}{nonce}')
@@ -252,7 +254,7 @@ def publish(model_dir: str, stage: Callable[[str], None],
     try:
       gfile.remove(os.path.join(destination, marker))
       gfile.rmtree(staging)
-    except (_op_error(), OSError) as e:
+    except (tf_op_error(), OSError) as e:
       _log.warning('registry: %s version %d published; tidying up failed: %s', model_dir,
                    version, e)
   return version, destination

@@ -42,16 +42,6 @@ class DamagedVersionError(RegistryError):
   """A version folder that exists but cannot be used; the message says why (HTTP 404)."""
 
 
-def _gfile():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # Lazy: keeps --help fast.
-  return tf.io.gfile
-
-
-def _op_error():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.errors.OpError
-
-
 def _shown(value: Any, limit: int = 40) -> str:
   """repr() of a client's value, cut short: a 5,000-digit version is not echoed whole."""
   text = repr(value)
@@ -111,7 +101,7 @@ class Skipped:
 
 
 def read_card_markdown(version_dir: str) -> str:
-  with _gfile().GFile(os.path.join(version_dir, MODEL_CARD_MARKDOWN)) as f:
+  with registry_store.tf_gfile().GFile(os.path.join(version_dir, MODEL_CARD_MARKDOWN)) as f:
     return f.read()
 
 
@@ -119,7 +109,7 @@ def card_markdown(model_version: ModelVersion) -> Optional[str]:
   """model_card.md of a version, or None when it is missing or unreadable."""
   try:
     return read_card_markdown(model_version.path)
-  except (_op_error(), OSError, ValueError) as e:
+  except (registry_store.tf_op_error(), OSError, ValueError) as e:
     _log.warning('%s version %d: %s unreadable: %s', model_version.model, model_version.version,
                  MODEL_CARD_MARKDOWN, e)
     return None
@@ -127,14 +117,14 @@ def card_markdown(model_version: ModelVersion) -> Optional[str]:
 
 def _load_card(version_dir: str) -> Tuple[Optional[Dict[str, Any]], str]:
   """(card, '') or (None, why it cannot be read)."""
-  gfile = _gfile()
+  gfile = registry_store.tf_gfile()
   path = os.path.join(version_dir, MODEL_CARD_FILE)
   if not gfile.exists(path):
     return None, f'no {MODEL_CARD_FILE} (a push in progress, or an incomplete copy)'
   try:
     with gfile.GFile(path, 'rb') as f:
       data = f.read()
-  except (_op_error(), OSError) as e:
+  except (registry_store.tf_op_error(), OSError) as e:
     return None, f'{MODEL_CARD_FILE} is unreadable ({type(e).__name__})'
   try:
     card = json.loads(data)
@@ -151,7 +141,7 @@ def _load_card(version_dir: str) -> Tuple[Optional[Dict[str, Any]], str]:
 def _check(model: str, model_dir: str, version: int,
            need_gallery: bool) -> Tuple[Optional[ModelVersion], str]:
   """(the version, '') if readers can use it, else (None, why not)."""
-  gfile = _gfile()
+  gfile = registry_store.tf_gfile()
   path = os.path.join(model_dir, str(version))
   card, reason = _load_card(path)
   if card is None:
@@ -216,7 +206,7 @@ def resolve(registry: str, model: str, version: Union[str, int] = LATEST,
   model_dir = os.path.join(registry, model) if _is_plain_name(model) else None
   folders = (version_folders(model_dir)
              if model_dir and model in registry_store.folder_names(registry) else [])
-  gfile = _gfile()
+  gfile = registry_store.tf_gfile()
   # A model is listed once one of its versions has a card (list_models); newest first is cheap.
   if not any(gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))
              for v in reversed(folders)):
@@ -286,7 +276,7 @@ def load_model(model_version: ModelVersion):
 def load_gallery(model_version: ModelVersion) -> Gallery:
   name = f'model {model_version.model!r} version {model_version.version}'
   path = os.path.join(model_version.path, GALLERY_FILE)
-  if not _gfile().exists(path):
+  if not registry_store.tf_gfile().exists(path):
     raise RegistryError(f'{name} has no {GALLERY_FILE}: it was pushed without a search gallery '
                         '(wire the Pusher\'s embeddings and examples)')
   try:

@@ -241,7 +241,7 @@ def test_the_model_card_never_appears_before_the_model_files(tmp_path, monkeypat
   _publish(model_dir, now=1000, remote=remote)
   expected = ['saved_model.pb', 'variables/variables.index', registry.MODEL_CARD_MARKDOWN]
   watched = _WatchedFiles(model_dir, expected)
-  monkeypatch.setattr(registry_store, '_gfile', lambda: watched)
+  monkeypatch.setattr(registry_store, 'tf_gfile', lambda: watched)
   rename = registry_store._rename
 
   def watched_rename(source, destination):
