@@ -1,37 +1,46 @@
-"""EmbeddingEvaluator: classification and leave-one-out retrieval metrics, and a blessing.
+"""EmbeddingEvaluator: TFMA's evaluation and validation, the retrieval metrics, and a blessing.
 
-A custom component because TFMA cannot compute a leave-one-out metric over embeddings.
-It evaluates the exported SavedModel exactly as a client would: serialized tf.Examples go
-through the model's `embed` signature, which applies the transform graph itself.
-Outputs and their schema: docs/metrics.md.
+TensorFlow Model Analysis evaluates the exported SavedModel (components/tfma_evaluation.py):
+top-1/top-5 accuracy on both splits, the confusion matrix, the leave-one-out retrieval mAP as
+a TFMA metric (components/retrieval_metric.py), and the validation of value thresholds and,
+against the baseline model ML Metadata resolved (the newest blessed model of the same
+Trainer), change thresholds. The evaluation artifact is what TFMA writes
+(`tfma.load_eval_result(uri)`), plus metrics.json: the report's and the model card's view,
+with bootstrap intervals and the retrieval details TFMA has no metric for (per-category AP,
+precision/recall@k, PR curve, cosine, floors). Outputs and their schema: docs/metrics.md.
 """
+import dataclasses
 import io
 import json
 import os
 import time
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from absl import logging
+import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 from tfx import types
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
-from tfx.v1.dsl.components import InputArtifact, OutputArtifact, Parameter, component
+from tfx.v1.dsl.components import (BeamComponentParameter, InputArtifact, OutputArtifact,
+                                   Parameter, component)
 
-from components import blessing as blessing_lib
 from components import classification_metrics
 from components import confidence
 from components import retrieval
+from components import tfma_evaluation
+from components import tfma_results
 from models import features
 from models import preprocessing
-from models import progress
+from models import signatures
 
 METRICS_FILE = 'metrics.json'
 EMBEDDINGS_FILE = 'test_embeddings.npz'
 CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
-SCHEMA_VERSION = 3  # 3: the *_ci95 intervals.
+SCHEMA_VERSION = 4  # 3: the *_ci95 intervals; 4: TFMA's values, validation and baseline.
 # Metrics copied onto the evaluation and blessing artifacts, so ML Metadata queries see them.
 HEADLINE_METRICS = ('train_accuracy', 'test_accuracy', 'map')
 # Also copied onto both artifacts (when defined); the model card keeps to HEADLINE_METRICS.
@@ -40,8 +49,7 @@ EXTRA_PROPERTIES = ('train_top5_accuracy', 'test_top5_accuracy', 'map_cosine', '
 # 95% bootstrap intervals [low, high] (or null) of headline metrics (components/confidence.py).
 INTERVALS = ('train_accuracy_ci95', 'test_accuracy_ci95', 'train_top5_accuracy_ci95',
              'test_top5_accuracy_ci95', 'map_ci95')
-PROGRESS_SECONDS = 15.0
-TRAIN_SAMPLE_BUFFER = 250_000
+CAPTURE_FOLDER = '_per_drawing'  # Inside the embeddings artifact while the component runs.
 
 
 class Embeddings(types.Artifact):
@@ -50,59 +58,28 @@ class Embeddings(types.Artifact):
   TYPE_NAME = 'quickdraw.Embeddings'
 
 
-def _batches(examples: types.Artifact, split: str, batch_size: int,
-             limit: int) -> Iterator[tf.Tensor]:
+def _split_pattern(examples: types.Artifact, split: str) -> str:
   pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
+  if not tf.io.gfile.glob(pattern):
     raise FileNotFoundError(f'{pattern}: no examples for split {split!r}')
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP')
-  if limit > 0:
-    # A seeded random sample: the records are grouped by category, so the first `limit`
-    # would cover only some categories. The buffer holds the split's serialized records
-    # (PNG bytes, ~2 KB each).
-    dataset = dataset.shuffle(TRAIN_SAMPLE_BUFFER, seed=0).take(limit)
-  return iter(dataset.batch(batch_size))
+  return pattern
 
 
-def _run_split(embed, examples: types.Artifact, split: str, batch_size: int,
-               limit: int = 0, pixels_size: int = 0) -> Dict[str, np.ndarray]:
-  """The model's outputs and the examples' true categories and ids for one split, batched.
-
-  With `pixels_size` > 0 also the raw images as the Transform makes them (flattened), for
-  the raw-pixel retrieval floor.
-  """
-  keys = (features.CATEGORY_KEY, features.ID_KEY) + (
-      (features.IMAGE_KEY,) if pixels_size else ())
-  parse_spec = {key: tf.io.FixedLenFeature([], tf.string) for key in keys}
-  parts = {'embedding': [], 'predicted': [], 'probabilities': [], 'category': [], 'id': []}
-  if pixels_size:
-    parts['pixels'] = []
-  start = time.time()
-  count = 0
-  with progress.Progress(limit or None, f'EmbeddingEvaluator: embedding the {split} split',
-                         'drawings', log_every=PROGRESS_SECONDS) as shown:
-    for serialized in _batches(examples, split, batch_size, limit):
-      outputs = embed(examples=serialized)
-      parsed = tf.io.parse_example(serialized, parse_spec)
-      parts['embedding'].append(outputs['embedding'].numpy())
-      parts['probabilities'].append(outputs['probabilities'].numpy())
-      parts['predicted'].append(outputs['category'].numpy())
-      parts['category'].append(parsed[features.CATEGORY_KEY].numpy())
-      parts['id'].append(parsed[features.ID_KEY].numpy())
-      if pixels_size:
-        images = preprocessing.decode_and_resize(parsed[features.IMAGE_KEY], pixels_size)
-        parts['pixels'].append(images.numpy().reshape(len(serialized), -1))
-      count += len(serialized)
-      shown.update(len(serialized))
-  if not count:
-    raise ValueError(f'{split} split of {examples.uri}: no examples to evaluate')
-  logging.info('EmbeddingEvaluator: %s split done, %d drawings in %.1f s', split, count,
-               time.time() - start)
-  result = {key: np.concatenate(value) for key, value in parts.items()}
-  for key in ('predicted', 'category', 'id'):  # bytes objects -> unicode: saved without pickle.
-    result[key] = np.char.decode(result[key].astype(np.bytes_), 'utf-8')
-  return result
+def raw_pixels(pattern: str, size: int, batch_size: int = 256) -> Dict[str, np.ndarray]:
+  """The test drawings as the Transform makes them (flattened) with their ids: the raw-pixel
+  retrieval floor. Decoding only; the model's inference runs once, in TFMA's pipeline."""
+  parse_spec = {key: tf.io.FixedLenFeature([], tf.string)
+                for key in (features.IMAGE_KEY, features.ID_KEY)}
+  dataset = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), compression_type='GZIP')
+  pixels, ids = [], []
+  for serialized in dataset.batch(batch_size):
+    parsed = tf.io.parse_example(serialized, parse_spec)
+    images = preprocessing.decode_and_resize(parsed[features.IMAGE_KEY], size)
+    pixels.append(images.numpy().reshape(len(serialized), -1))
+    ids.append(np.char.decode(parsed[features.ID_KEY].numpy().astype(np.bytes_), 'utf-8'))
+  ids = np.concatenate(ids)
+  order = np.argsort(ids, kind='stable')  # The captured model outputs are in id order too.
+  return {'id': ids[order], 'pixels': np.concatenate(pixels)[order]}
 
 
 def read_categories(model_dir: str) -> list:
@@ -225,7 +202,34 @@ def _write_npz(uri: str, arrays: Dict[str, np.ndarray]) -> None:
     f.write(buffer.getvalue())
 
 
-@component
+def _evaluations(examples: types.Artifact, evaluation_uri: str, capture_uri: str,
+                 thresholds: tfma_evaluation.Thresholds,
+                 train_eval_max_examples: int) -> Dict[str, tfma_evaluation.SplitEvaluation]:
+  return {
+      'test': tfma_evaluation.SplitEvaluation(
+          'test', _split_pattern(examples, 'test'), evaluation_uri,
+          os.path.join(capture_uri, 'test'), tfma_evaluation.eval_config(thresholds)),
+      'train': tfma_evaluation.SplitEvaluation(
+          'train', _split_pattern(examples, 'train'),
+          os.path.join(evaluation_uri, tfma_evaluation.TRAIN_SUBDIR),
+          os.path.join(capture_uri, 'train'),
+          tfma_evaluation.eval_config(None, retrieval=False), limit=train_eval_max_examples),
+  }
+
+
+def _signature_names(model_dir: str) -> set:
+  """The SavedModel's signature names, read from saved_model.pb without loading the model."""
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(os.path.join(model_dir, 'saved_model.pb'), 'rb') as f:
+    saved_model.ParseFromString(f.read())
+  return {name for graph in saved_model.meta_graphs for name in graph.signature_def}
+
+
+def _drop_or_none(value: float) -> Optional[float]:
+  return None if value < 0 else float(value)
+
+
+@component(use_beam=True)
 def EmbeddingEvaluator(  # pylint: disable=invalid-name
     examples: InputArtifact[standard_artifacts.Examples],
     model: InputArtifact[standard_artifacts.Model],
@@ -233,34 +237,64 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
     embeddings: OutputArtifact[Embeddings],
     blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     model_name: Parameter[str],
+    baseline_model: InputArtifact[standard_artifacts.Model] = None,
     min_test_accuracy: Parameter[float] = 0.0,
     min_map: Parameter[float] = 0.0,
+    max_accuracy_drop: Parameter[float] = -1.0,
+    max_map_drop: Parameter[float] = -1.0,
     train_eval_max_examples: Parameter[int] = 0,
     batch_size: Parameter[int] = 64,
     raw_pixels_size: Parameter[int] = 128,
-    not_worse_than_pushed: Parameter[int] = 0,
-    registry_dir: Parameter[str] = '',
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
-  """Classification (train, test) and leave-one-out retrieval (test) metrics, and a blessing.
+  """TFMA's evaluation of train (top-1/top-5) and test (also confusion, retrieval mAP), the
+  retrieval details and intervals, and a blessing from TFMA's validation.
 
-  The model is blessed when test accuracy >= min_test_accuracy and mAP >= min_map, and, when
-  `not_worse_than_pushed` is 1, neither is below the newest model card under
-  `<registry_dir>/<model_name>/`. `train_eval_max_examples` > 0 measures train metrics on that
-  many drawings only. `raw_pixels_size` > 0: the raw-pixel mAP floor at that image size.
+  Blessed when test accuracy >= min_test_accuracy and mAP >= min_map and, when a
+  `baseline_model` is given, neither dropped below the baseline's by more than
+  max_accuracy_drop / max_map_drop (< 0: no change threshold; 0: not worse). Without a baseline
+  the change thresholds are rubber-stamped, as TFX's Evaluator does.
+  `train_eval_max_examples` > 0 measures train metrics on that many drawings only (a fixed
+  sample). `raw_pixels_size` > 0: the raw-pixel mAP floor at that image size.
   """
   model_dir = path_utils.serving_model_path(model.uri)
-  loaded = tf.saved_model.load(model_dir)
-  embed = loaded.signatures['embed']
+  signature_names = _signature_names(model_dir)
+  if signatures.TRANSFORM_FEATURES not in signature_names:
+    raise ValueError(f'{model_dir}: the model has no {signatures.TRANSFORM_FEATURES!r} signature '
+                     f'(it has {sorted(signature_names)}); it was exported by an older Trainer. '
+                     'Re-run the Trainer.')
+  baseline_dir = (path_utils.serving_model_path(baseline_model.uri) if baseline_model
+                  else None)
   categories = read_categories(model_dir)
+  thresholds = tfma_evaluation.Thresholds(
+      min_test_accuracy, min_map, _drop_or_none(max_accuracy_drop), _drop_or_none(max_map_drop))
+  # TFX's local runner creates output folders; Kubeflow's launcher does not.
+  for artifact in (evaluation, embeddings, blessing):
+    tf.io.gfile.makedirs(artifact.uri)
+  capture_uri = os.path.join(embeddings.uri, CAPTURE_FOLDER)
+  evaluations = _evaluations(examples, evaluation.uri, capture_uri, thresholds,
+                             train_eval_max_examples)
   start = time.time()
-  train = _run_split(embed, examples, 'train', batch_size, train_eval_max_examples)
-  test = _run_split(embed, examples, 'test', batch_size, pixels_size=raw_pixels_size)
+  with beam_pipeline as pipeline:
+    tfma_evaluation.add_to_pipeline(pipeline, [evaluations['test'], evaluations['train']],
+                                    model_dir, baseline_dir, batch_size, model_name)
+  logging.info('EmbeddingEvaluator %s: TFMA evaluation done in %.1f s', model_name,
+               time.time() - start)
+  test = tfma_evaluation.read_capture(evaluations['test'])
+  train = tfma_evaluation.read_capture(evaluations['train'])
+  tf.io.gfile.rmtree(capture_uri)
+  if raw_pixels_size:
+    pixels = raw_pixels(evaluations['test'].file_pattern, raw_pixels_size)
+    if not np.array_equal(pixels['id'], test['id']):
+      raise ValueError(f'{examples.uri}: the test split read twice gave different drawings')
+    test['pixels'] = pixels['pixels']
+
   metrics, per_query = compute_metrics(model_name, train, test, categories)
-  metrics['thresholds'] = {'min_test_accuracy': min_test_accuracy, 'min_map': min_map,
-                           'not_worse_than_pushed': bool(not_worse_than_pushed)}
-  metrics['blessing'] = blessing_lib.decide(
-      metrics, min_test_accuracy, min_map, not_worse_than_pushed=bool(not_worse_than_pushed),
-      registry_dir=registry_dir, model_name=model_name)
+  tfma_view = tfma_results.read(evaluation.uri, categories, thresholds)
+  tfma_results.merge_into(metrics, tfma_view)
+  metrics['thresholds'] = dataclasses.asdict(thresholds)
+  metrics['baseline_model'] = baseline_model.uri if baseline_model else None
+  metrics['blessing'] = tfma_view['blessing']
   blessed = metrics['blessing']['blessed']
   metrics['blessed'] = blessed
   metrics['evaluation_seconds'] = round(time.time() - start, 1)
@@ -271,9 +305,6 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
     logging.info('EmbeddingEvaluator %s: %s %s (%s)', model_name, check['name'],
                  'passed' if check['passed'] else 'FAILED', check['detail'])
 
-  # TFX's local runner creates output folders; Kubeflow's launcher does not.
-  for artifact in (evaluation, embeddings, blessing):
-    tf.io.gfile.makedirs(artifact.uri)
   with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), 'w') as f:
     json.dump(metrics, f, indent=2, allow_nan=False)
   _write_npz(embeddings.uri, {
@@ -282,10 +313,14 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
       'class_names': np.array(categories), **per_query})
   _set_properties(evaluation, metrics)
   _set_properties(blessing, metrics)
-  # The standard blessing contract that Pusher reads: a `blessed` property and a marker file.
+  # TFX's blessing contract (as its Evaluator writes it), read by the Pusher and by
+  # LatestBlessedModelStrategy: `blessed`, the model's id and uri, the baseline's, a marker file.
   blessing.set_int_custom_property('blessed', int(blessed))
   blessing.set_string_custom_property('current_model', model.uri)
   blessing.set_int_custom_property('current_model_id', model.id)
+  if baseline_model:
+    blessing.set_string_custom_property('baseline_model', baseline_model.uri)
+    blessing.set_int_custom_property('baseline_model_id', baseline_model.id)
   with tf.io.gfile.GFile(os.path.join(blessing.uri, 'BLESSED' if blessed else 'NOT_BLESSED'),
                          'w') as f:
     f.write('')

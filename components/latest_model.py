@@ -1,4 +1,5 @@
-"""Warm start: the newest model one Trainer produced in earlier runs, as its `base_model`.
+"""Models from earlier runs, resolved from ML Metadata per Trainer: the newest one as a warm
+start's `base_model`, and the newest blessed one as an Evaluator's baseline.
 
 TFX's LatestArtifactStrategy reports an input-resolution error (with a traceback in the log)
 when there is no model yet, as on a pipeline's first run; this strategy resolves to no
@@ -26,3 +27,20 @@ def latest_model_resolver(trainer_id: str) -> tfx.dsl.Resolver:
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
                             producer_component_id=trainer_id, output_key='model'),
   ).with_id(f'LatestModelResolver.{trainer_id.split(".", 1)[-1]}')
+
+
+def blessed_baseline_resolver(trainer_id: str, evaluator_id: str) -> tfx.dsl.Resolver:
+  """A Resolver whose output 'model' is the newest `trainer_id` model that `evaluator_id`
+  blessed (none on the first run: the Evaluator then rubber-stamps its change thresholds).
+
+  Both channels are filtered by producer, so one model is never compared with another's
+  baseline. TFX's LatestBlessedModelStrategy matches the blessing's `current_model_id` with
+  the model's id and requires `blessed` = 1, the contract the EmbeddingEvaluator writes.
+  """
+  return tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id=trainer_id, output_key='model'),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id=evaluator_id, output_key='blessing'),
+  ).with_id(f'BaselineResolver.{trainer_id.split(".", 1)[-1]}')

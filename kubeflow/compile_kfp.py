@@ -168,7 +168,10 @@ def cluster_pipeline(config: config_lib.PipelineConfig, cluster: ClusterConfig):
   parameters = {name: data_types.RuntimeParameter(name=name, ptype=float,
                                                   default=float(getattr(config, name)))
                 for name in RUNTIME_PARAMETERS}
-  config = config.replace(beam_pipeline_args=cluster.beam_pipeline_args, **parameters)
+  # Kubeflow Pipelines runs no resolver tasks, so no baseline can be resolved from ML Metadata
+  # on the cluster: the Evaluators bless on the value thresholds alone (printed at compile).
+  config = config.replace(beam_pipeline_args=cluster.beam_pipeline_args,
+                          max_accuracy_drop=None, max_map_drop=None, **parameters)
   # Kubeflow Pipelines records lineage in its own ML Metadata; the runner ignores this
   # config, and the default SQLite one would try to create folders under a gs:// root.
   tfx_pipeline = create_pipeline(config, metadata_connection_config=metadata_store_pb2
@@ -332,7 +335,10 @@ def compile_command(args) -> int:
         f'  accelerators: {cluster.accelerator_count} x {cluster.accelerator_type} each on '
         f'{", ".join(gpu_tasks)}\n'
         f'  Beam: {" ".join(cluster.beam_pipeline_args)}\n'
-        f'  run-time parameters: ' + ', '.join(
+        + ('  blessing: value thresholds only; the change thresholds against a blessed '
+           'baseline need a resolver task, which Kubeflow Pipelines does not run\n'
+           if config.max_accuracy_drop is not None or config.max_map_drop is not None else '')
+        + f'  run-time parameters: ' + ', '.join(
             f'{name}={value}' for name, value in sorted(
                 job['runtimeConfig'].get('parameterValues', {}).items())))
   return 0

@@ -6,6 +6,8 @@ Every signature applies the transform graph itself, so a client needs TensorFlow
                    top5_class_ids, top5_categories, top5_probabilities
   embed            serialized tf.Example -> the above plus embedding (fc_1, 1024-d)
   serving_png      PNG bytes (any size, gray or RGB) -> as embed
+  transform_features  serialized tf.Example (image_png, category) -> label (the class id):
+                   the label TFMA's evaluation reads (ModelSpec.preprocessing_function_names)
 """
 from typing import Dict
 
@@ -17,6 +19,7 @@ from models import features
 
 # Classes ranked per drawing (fewer when the model knows fewer classes).
 TOP_K = 5
+TRANSFORM_FEATURES = 'transform_features'
 CLASSIFY_KEYS = ('probabilities', 'class_id', 'category', 'top5_class_ids', 'top5_categories',
                  'top5_probabilities')
 
@@ -62,4 +65,12 @@ def export_signatures(model: keras.Model,
   def serve_png(image_png):
     return predict(image_png)
 
-  return {'serving_default': serve_examples, 'embed': embed, 'serving_png': serve_png}
+  raw_spec = tf_transform_output.raw_feature_spec()
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def transform_features(examples):
+    transformed = model.tft_layer(tf.io.parse_example(examples, raw_spec))
+    return {features.LABEL: transformed[features.LABEL]}
+
+  return {'serving_default': serve_examples, 'embed': embed, 'serving_png': serve_png,
+          TRANSFORM_FEATURES: transform_features}

@@ -78,9 +78,11 @@ class PipelineConfig:
   # Blessing thresholds: a model is pushed only when it reaches both.
   min_test_accuracy: float = 0.0
   min_map: float = 0.0
-  # Also require a model to be no worse (test accuracy and mAP) than the newest pushed version
-  # of the same name in the registry (nothing pushed yet passes).
-  bless_not_worse_than_pushed: bool = False
+  # Change thresholds: a model is blessed only when its test accuracy (mAP) is at most this far
+  # below the baseline's, the newest model of the same Trainer blessed in an earlier run (ML
+  # Metadata; 0 = not worse). None: no baseline. The first blessing is rubber-stamped.
+  max_accuracy_drop: Optional[float] = None
+  max_map_drop: Optional[float] = None
   # Evaluator: also the mAP of raw image_size x image_size pixels as embeddings (a floor).
   raw_pixels_floor: bool = True
   source: str = ''
@@ -109,6 +111,15 @@ class PipelineConfig:
   @property
   def registry_dir(self) -> str:
     return os.path.join(self.output_dir, 'registry')
+
+  def __post_init__(self):
+    for name in ('max_accuracy_drop', 'max_map_drop'):
+      value = getattr(self, name)
+      if value is None:
+        continue
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f'{name}: expected null or a number from 0 to 1, got {value!r}')
+      object.__setattr__(self, name, float(value))
 
   def replace(self, **changes) -> 'PipelineConfig':
     return dataclasses.replace(self, **changes)
@@ -142,18 +153,20 @@ PROFILES: Dict[str, PipelineConfig] = {
         profile='default', num_categories=10, train_per_category=120, test_per_category=30,
         # 5 epochs: with mixed bfloat16 (where the CPU has it) the run takes about 8 minutes.
         training=_both(epochs=5, batch_size=32),
-        min_test_accuracy=0.2, min_map=0.15),
+        min_test_accuracy=0.2, min_map=0.15, max_accuracy_drop=0.05, max_map_drop=0.05),
     'spec': PipelineConfig(
         profile='spec', num_categories=100, train_per_category=1000, test_per_category=50,
         training=_both(epochs=20, batch_size=32, time_budget_minutes=35.0,
                        batchnorm_recalibration_batches=50),
         train_eval_max_examples=5000, min_test_accuracy=0.1, min_map=0.05,
+        max_accuracy_drop=0.05, max_map_drop=0.05,
         beam_pipeline_args=TWO_BEAM_WORKERS, pipeline_name='quickdraw-tfx-spec'),
     'full': PipelineConfig(
         profile='full', num_categories=100, train_per_category=1000, test_per_category=50,
         training=_both(epochs=30, batch_size=64, batchnorm_momentum=0.99,
                        batchnorm_recalibration_batches=200),
         train_eval_max_examples=20000, min_test_accuracy=0.5, min_map=0.3,
+        max_accuracy_drop=0.02, max_map_drop=0.02,
         beam_pipeline_args=TWO_BEAM_WORKERS, pipeline_name='quickdraw-tfx-full'),
 }
 
@@ -199,7 +212,10 @@ def with_overrides(config: PipelineConfig, overrides: Dict, origin: str = 'overr
       changes[key] = _coerce(getattr(config, key), value, f'{origin}: {key}')
   if 'categories' in changes and 'num_categories' not in changes and changes['categories']:
     changes['num_categories'] = len(changes['categories'])
-  return config.replace(**changes)
+  try:
+    return config.replace(**changes)
+  except ValueError as e:  # A setting PipelineConfig itself refuses (see __post_init__).
+    raise ValueError(f'{origin}: {e}') from e
 
 
 def _training_overrides(current: Dict[str, TrainingConfig], value, origin: str):

@@ -2,6 +2,7 @@
 
 QuickDrawExampleGen -> StatisticsGen -> ExampleValidator <- ImportSchemaGen(schema/)
                     -> Transform -> Trainer.<model> -> EmbeddingEvaluator.<model> -> Pusher.<model>
+BaselineResolver.<model> (newest blessed model of Trainer.<model>) -> EmbeddingEvaluator.<model>
 EmbeddingEvaluator.<first model> + EmbeddingEvaluator.<second model> -> ModelComparison
   (metrics and per-drawing outcomes: paired intervals of the differences)
 """
@@ -13,7 +14,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.embedding_evaluator import EmbeddingEvaluator
-from components.latest_model import latest_model_resolver
+from components.latest_model import blessed_baseline_resolver, latest_model_resolver
 from components.model_comparison import ModelComparison
 from components.quickdraw_example_gen import QuickDrawExampleGen
 from components.registry_pusher import RegistryPusher
@@ -76,14 +77,23 @@ def create_pipeline(config: PipelineConfig,
                            seed=config.seed, image_size=config.image_size),
         base_model=latest_model.outputs['model'] if latest_model else None,
     ).with_id(f'Trainer.{model_name}')
+    evaluator_id = f'EmbeddingEvaluator.{model_name}'
+    # Change thresholds compare with the newest model of this Trainer blessed before (TFMA).
+    baseline = (blessed_baseline_resolver(f'Trainer.{model_name}', evaluator_id)
+                if config.max_accuracy_drop is not None or config.max_map_drop is not None
+                else None)
+    if baseline:
+      components.append(baseline)
     evaluator = EmbeddingEvaluator(
         examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+        baseline_model=baseline.outputs['model'] if baseline else None,
         model_name=model_name, min_test_accuracy=config.min_test_accuracy,
-        min_map=config.min_map, train_eval_max_examples=config.train_eval_max_examples,
+        min_map=config.min_map,
+        max_accuracy_drop=-1.0 if config.max_accuracy_drop is None else config.max_accuracy_drop,
+        max_map_drop=-1.0 if config.max_map_drop is None else config.max_map_drop,
+        train_eval_max_examples=config.train_eval_max_examples,
         raw_pixels_size=config.image_size if config.raw_pixels_floor else 0,
-        not_worse_than_pushed=int(config.bless_not_worse_than_pushed),
-        registry_dir=config.registry_dir,
-    ).with_id(f'EmbeddingEvaluator.{model_name}')
+    ).with_id(evaluator_id)
     pusher = RegistryPusher(
         model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
         push_destination=tfx.proto.PushDestination(

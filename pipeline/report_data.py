@@ -1,6 +1,7 @@
 """The report's data: one pipeline run, gathered from ML Metadata and its artifacts.
 
-`gather` reads what the run recorded (the Evaluators' metrics and per-query results, the
+`gather` reads what the run recorded (the Evaluators' TFMA evaluations and metrics.json, their
+per-query results, the
 Trainers' settings and histories, the ExampleGen's manifest and test drawings, ModelComparison,
 the executions' times) into a `RunResults`, a plain structure the tables, figures and templates
 read; nothing here computes a metric.
@@ -100,7 +101,9 @@ def sampling(manifest: Dict[str, Any]) -> Dict[str, Any]:
 def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults:
   from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
   evaluator = nodes[f'EmbeddingEvaluator.{name}']
-  metrics = embedding_evaluator.read_metrics(evaluator.outputs['evaluation'][0].uri)
+  evaluation_uri = evaluator.outputs['evaluation'][0].uri
+  metrics = _with_tfma_values(evaluation_uri,
+                              embedding_evaluator.read_metrics(evaluation_uri))
   per_query = embedding_evaluator.load_per_query(evaluator.outputs['embeddings'][0].uri)
   trainer = nodes.get(f'Trainer.{name}')
   history, training = {}, {}
@@ -118,6 +121,26 @@ def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults
     if 'pushed' in props and props['pushed'].int_value:
       pushed_to = props['pushed_destination'].string_value
   return ModelResults(name, metrics, history, training, per_query, pushed_to)
+
+
+def _with_tfma_values(uri: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
+  """metrics.json with the classification figures as TFMA's own loaders read them from the
+  evaluation (accuracies and the confusion matrix); evaluations before TFMA (schema < 4) as
+  they are."""
+  if metrics.get('schema_version', 0) < 4:
+    return metrics
+  from components import tfma_evaluation  # pylint: disable=g-import-not-at-top  (TFMA)
+  from components import tfma_results  # pylint: disable=g-import-not-at-top
+  view = tfma_results.read(uri, metrics['classification']['categories'],
+                           tfma_evaluation.Thresholds(**metrics['thresholds']))
+  metrics = json.loads(json.dumps(metrics))  # A copy: the file's values stay as read.
+  for split in ('train', 'test'):
+    if view[split] is not None:
+      metrics[f'{split}_accuracy'] = view[split]['top1']
+      metrics[f'{split}_top5_accuracy'] = view[split]['top5']
+  metrics['classification']['test']['confusion_matrix'] = view['test']['confusion_matrix']
+  metrics['map'] = view['map']
+  return metrics
 
 
 def _comparison(nodes: Dict[str, results.NodeRun],

@@ -234,10 +234,19 @@ def push_statement(run: RunResults) -> str:
   text = f'Pushed to the model registry: {", ".join(pushed) if pushed else "none"}.'
   thresholds = run.models[0].metrics.get('thresholds') or {}
   if thresholds.get('min_test_accuracy') is not None and thresholds.get('min_map') is not None:
-    text += (f' Blessing thresholds: test accuracy >= {pct(thresholds["min_test_accuracy"])}, '
-             f'mAP >= {num(thresholds["min_map"])}'
-             + (', and not worse than the model pushed before'
-                if thresholds.get('not_worse_than_pushed') else '') + '.')
+    drops = [f'{label} more than {shown(thresholds[key])} below'
+             for key, label, shown in (('max_accuracy_drop', 'test accuracy', pct),
+                                       ('max_map_drop', 'mAP', num))
+             if thresholds.get(key) is not None]
+    text += (f' Blessing thresholds (TFMA validation): test accuracy >= '
+             f'{pct(thresholds["min_test_accuracy"])}, mAP >= {num(thresholds["min_map"])}'
+             + (f', and neither {" nor ".join(drops)} the baseline, the newest model of the '
+                'same Trainer blessed before' if drops else '') + '.')
+    baselines = [m.name for m in run.models if m.metrics.get('baseline_model')]
+    if drops:
+      text += (f' Compared with a baseline: {", ".join(baselines)}.' if baselines else
+               ' No model had a blessed baseline yet (first blessing: change thresholds '
+               'rubber-stamped).')
   for m in run.models:
     failed = [c for c in get_path(m.metrics, 'blessing.checks', []) if not c.get('passed')]
     if failed and not m.pushed_to:
@@ -250,4 +259,6 @@ def _check_text(check) -> str:
   if value is None or threshold is None:
     return check['name']
   shown = pct if 'accuracy' in check['name'] else num
+  if check.get('kind') == 'change':
+    return f'{check["name"]} (change {shown(value)} < {shown(threshold)})'
   return f'{check["name"]} ({shown(value)} < {shown(threshold)})'

@@ -129,7 +129,9 @@ NODE_ROLES = {
     'ExampleValidator': 'checks the statistics against the schema',
     'Transform': 'resizes the drawings for the models',
     'Trainer': 'fits {model}',
-    'EmbeddingEvaluator': 'measures {model} and decides its blessing',
+    'LatestModelResolver': 'finds the newest {model} of earlier runs to warm-start from',
+    'BaselineResolver': 'finds the newest blessed {model} of earlier runs (ML Metadata)',
+    'EmbeddingEvaluator': 'measures {model} with TFMA and decides its blessing',
     'ModelComparison': 'sets the models\' metrics side by side',
     'Pusher': 'exports {model} to the registry when blessed',
 }

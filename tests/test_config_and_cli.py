@@ -130,6 +130,14 @@ def test_yaml_overrides_a_profile_and_flags_override_the_file(tmp_path):
   assert (flagged.profile, flagged.seed, flagged.min_map) == ('default', 9, 1.0)
 
 
+def test_change_thresholds_come_from_settings():
+  config = config_lib.with_overrides(config_lib.profile('smoke'),
+                                     {'max_accuracy_drop': 0, 'max_map_drop': 0.02})
+  assert (config.max_accuracy_drop, config.max_map_drop) == (0.0, 0.02)
+  assert isinstance(config.max_accuracy_drop, float)
+  assert config_lib.profile('smoke').max_map_drop is None  # No baseline in the smoke profile.
+
+
 @pytest.mark.parametrize('text, message', [
     ('epochs: 3\n', "unknown setting 'epochs'"),
     ('training:\n  resnet50: {epochs: 1}\n', "unknown model 'resnet50'"),
@@ -138,6 +146,8 @@ def test_yaml_overrides_a_profile_and_flags_override_the_file(tmp_path):
     ('enable_cache: 1\n', 'enable_cache: expected true or false'),
     ('seed: 1\n  bad: [\n', 'settings.yaml:2: not valid YAML'),
     ('- a list\n', 'expected a mapping'),
+    ('max_map_drop: lots\n', "max_map_drop: expected float, got 'lots'"),
+    ('max_accuracy_drop: 2\n', 'max_accuracy_drop: expected null or a number from 0 to 1'),
 ])
 def test_bad_yaml_is_a_usage_error_naming_file_and_key(tmp_path, capsys, text, message):
   settings = tmp_path / 'settings.yaml'

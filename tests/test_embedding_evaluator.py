@@ -1,8 +1,10 @@
 """The EmbeddingEvaluator's executor on real examples and a small real SavedModel.
 
 The model honours the Trainer's export contract (an `embed` signature: serialized tf.Examples
--> embedding, probabilities, category; assets.extra/categories.txt) with a fixed, readable
-rule instead of a trained CNN: the embedding is the image, the class its best template.
+-> embedding, probabilities, category; a `transform_features` signature giving the label id;
+assets.extra/categories.txt) with a fixed, readable rule instead of a trained CNN: the
+embedding is the image, the class its best template. A worse variant predicts the next
+category and embeds only two pixels; the evaluations are TFMA's, run on the Beam runner.
 """
 import io
 import json
@@ -13,6 +15,7 @@ from PIL import Image
 import pytest
 from sklearn.metrics import average_precision_score
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 from tfx.types import standard_artifacts
 
 from components import confidence
@@ -62,43 +65,62 @@ def _write_examples(root, extra_test=()):
 
 class _TemplateModel(tf.Module):
 
-  def __init__(self):
+  def __init__(self, worse: bool = False):
     super().__init__()
     templates = np.zeros((len(CATEGORIES), SIZE * SIZE), np.float32)
     for c in range(len(CATEGORIES)):
       mask = np.zeros((SIZE, SIZE), np.float32)
       mask[2 * c:2 * c + 3, 2 * c:2 * c + 3] = 1
       templates[c] = mask.reshape(-1)
-    self.templates = tf.constant(templates)
+    self.worse = worse
+    self.templates = tf.constant(np.roll(templates, 1, axis=0) if worse else templates)
     self.categories = tf.constant(CATEGORIES)
+    self.label_ids = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(CATEGORIES), tf.range(len(CATEGORIES), dtype=tf.int64)), default_value=-1)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def transform_features(self, examples):
+    category = tf.io.parse_example(examples, {'category': tf.io.FixedLenFeature([], tf.string)})
+    return {'label': self.label_ids.lookup(category['category'])}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def embed(self, examples):
     png = tf.io.parse_example(examples, {'image_png': tf.io.FixedLenFeature([], tf.string)})
     images = tf.map_fn(lambda p: tf.cast(tf.io.decode_png(p, channels=1), tf.float32),
                        png['image_png'], fn_output_signature=tf.TensorSpec([SIZE, SIZE, 1]))
-    embedding = tf.reshape(images, [-1, SIZE * SIZE]) / 255.0
-    probabilities = tf.nn.softmax(4.0 * tf.matmul(embedding, self.templates, transpose_b=True))
+    image = tf.reshape(images, [-1, SIZE * SIZE]) / 255.0
+    probabilities = tf.nn.softmax(4.0 * tf.matmul(image, self.templates, transpose_b=True))
     class_id = tf.argmax(probabilities, axis=-1)
+    embedding = image[:, :2] if self.worse else image
     return {'embedding': embedding, 'probabilities': probabilities,
             'category': tf.gather(self.categories, class_id)}
 
 
-@pytest.fixture(scope='module')
-def model_artifact(tmp_path_factory):
+def _save_model(root, model_id, worse=False):
   model = standard_artifacts.Model()
-  model.uri = str(tmp_path_factory.mktemp('model'))
-  model.id = 7
+  model.uri = str(root)
+  model.id = model_id
   serving_dir = os.path.join(model.uri, 'Format-Serving')
-  module = _TemplateModel()
-  tf.saved_model.save(module, serving_dir, signatures={'embed': module.embed})
+  module = _TemplateModel(worse)
+  tf.saved_model.save(module, serving_dir, signatures={
+      'embed': module.embed, 'transform_features': module.transform_features})
   os.makedirs(os.path.join(serving_dir, 'assets.extra'))
   with open(os.path.join(serving_dir, 'assets.extra', 'categories.txt'), 'w') as f:
     f.write('\n'.join(CATEGORIES) + '\n')
   return model
 
 
-def _run(root, examples, model, **parameters):
+@pytest.fixture(scope='module')
+def model_artifact(tmp_path_factory):
+  return _save_model(tmp_path_factory.mktemp('model'), 7)
+
+
+@pytest.fixture(scope='module')
+def worse_model(tmp_path_factory):
+  return _save_model(tmp_path_factory.mktemp('worse_model'), 8, worse=True)
+
+
+def _run(root, examples, model, baseline=None, **parameters):
   outputs = {}
   for key, artifact_class in (('evaluation', standard_artifacts.ModelEvaluation),
                               ('embeddings', embedding_evaluator.Embeddings),
@@ -108,7 +130,10 @@ def _run(root, examples, model, **parameters):
     os.makedirs(artifact.uri)
     outputs[key] = [artifact]
   executor = embedding_evaluator.EmbeddingEvaluator.EXECUTOR_SPEC.executor_class()
-  executor.Do({'examples': [examples], 'model': [model]}, outputs,
+  inputs = {'examples': [examples], 'model': [model]}
+  if baseline is not None:
+    inputs['baseline_model'] = [baseline]
+  executor.Do(inputs, outputs,
               {'model_name': 'sknet', 'raw_pixels_size': SIZE, **parameters})
   return {key: value[0] for key, value in outputs.items()}
 
@@ -129,7 +154,7 @@ def test_metrics_json_follows_the_schema_and_matches_independent_numbers(evaluat
   metrics = _strict_json(os.path.join(evaluated['evaluation'].uri, 'metrics.json'))
   data = embedding_evaluator.load_per_query(evaluated['embeddings'].uri)
   n_test = len(CATEGORIES) * TEST_PER_CATEGORY + 1
-  assert metrics['schema_version'] == 3
+  assert metrics['schema_version'] == 4
   assert metrics['test_examples'] == n_test == len(data['id'])
   assert metrics['train_examples'] == len(CATEGORIES) * TRAIN_PER_CATEGORY
   assert metrics['test_accuracy'] == pytest.approx(
@@ -205,33 +230,72 @@ def test_not_blessed_below_a_threshold(tmp_path, model_artifact):
   assert os.listdir(outputs['blessing'].uri) == ['NOT_BLESSED']
 
 
-def _write_card(registry, version, metrics):
-  folder = os.path.join(registry, 'sknet', version)
-  os.makedirs(folder)
-  with open(os.path.join(folder, 'model_card.json'), 'w') as f:
-    f.write(metrics if isinstance(metrics, str) else json.dumps({'metrics': metrics}))
+def test_tfma_reads_the_evaluation_and_agrees_with_metrics_json(evaluated):
+  uri = evaluated['evaluation'].uri
+  metrics = embedding_evaluator.read_metrics(uri)
+  (slice_key, values), = tfma.load_eval_result(uri).slicing_metrics
+  assert slice_key == ()
+  assert values['probabilities']['']['accuracy']['doubleValue'] == metrics['test_accuracy']
+  assert values['probabilities']['']['top5_accuracy']['doubleValue'] == (
+      metrics['test_top5_accuracy'])
+  assert values['embedding']['']['retrieval_map']['doubleValue'] == metrics['map']
+  assert tfma.load_validation_result(uri).validation_ok
+  (_, train), = tfma.load_eval_result(os.path.join(uri, 'train')).slicing_metrics
+  assert train['probabilities']['']['accuracy']['doubleValue'] == metrics['train_accuracy']
+  # The confusion matrix is TFMA's plot, in the model's category order.
+  matrix = np.array(metrics['classification']['test']['confusion_matrix'])
+  data = embedding_evaluator.load_per_query(evaluated['embeddings'].uri)
+  for i, category in enumerate(CATEGORIES):
+    for j, predicted in enumerate(CATEGORIES):
+      assert matrix[i, j] == np.sum((data['category'] == category) &
+                                    (data['predicted'] == predicted))
 
 
-@pytest.mark.parametrize('pushed_map,blessed', [(0.0, True), (0.9999, False)])
-def test_not_worse_than_the_pushed_model(tmp_path, model_artifact, pushed_map, blessed):
-  registry = str(tmp_path / 'registry')
-  _write_card(registry, '100', {'test_accuracy': 1.0, 'map': 1.0})  # Older version.
-  _write_card(registry, '200', {'test_accuracy': 0.0, 'map': pushed_map})
-  _write_card(registry, '300', '{not json')  # Newest but unreadable: skipped.
+def test_worse_than_the_baseline_is_not_blessed(tmp_path, model_artifact, worse_model):
   examples = _write_examples(str(tmp_path))
-  outputs = _run(str(tmp_path), examples, model_artifact, not_worse_than_pushed=1,
-                 registry_dir=registry)
+  outputs = _run(str(tmp_path), examples, worse_model, baseline=model_artifact,
+                 max_accuracy_drop=0.1, max_map_drop=0.1)
   metrics = embedding_evaluator.read_metrics(outputs['evaluation'].uri)
-  check = metrics['blessing']['checks'][-1]
-  assert check['name'] == 'not_worse_than_pushed' and check['passed'] is blessed
-  assert os.path.join('sknet', '200') in check['detail']
-  assert metrics['blessed'] is blessed
-  assert outputs['blessing'].get_int_custom_property('blessed') == int(blessed)
+  checks = {c['name']: c for c in metrics['blessing']['checks']}
+  # The worse model still clears the value thresholds (0): only the baseline rejects it.
+  assert checks['min_test_accuracy']['passed'] and checks['min_map']['passed']
+  assert not checks['test_accuracy_vs_baseline']['passed']
+  assert not checks['map_vs_baseline']['passed']
+  assert checks['test_accuracy_vs_baseline']['value'] == pytest.approx(
+      metrics['test_accuracy'] - metrics['baseline']['test_accuracy'], abs=1e-6)
+  assert checks['test_accuracy_vs_baseline']['value'] < -0.1
+  assert metrics['blessed'] is False and metrics['baseline_model'] == model_artifact.uri
+  assert outputs['blessing'].get_int_custom_property('blessed') == 0
+  assert outputs['blessing'].get_int_custom_property('baseline_model_id') == model_artifact.id
+  assert os.listdir(outputs['blessing'].uri) == ['NOT_BLESSED']
 
 
-def test_nothing_pushed_yet_passes_with_a_reason(tmp_path, model_artifact):
+def test_as_good_as_the_baseline_is_blessed(tmp_path, model_artifact):
   examples = _write_examples(str(tmp_path))
-  outputs = _run(str(tmp_path), examples, model_artifact, not_worse_than_pushed=1,
-                 registry_dir=str(tmp_path / 'empty'))
-  check = embedding_evaluator.read_metrics(outputs['evaluation'].uri)['blessing']['checks'][-1]
-  assert check['passed'] is True and 'no registry folder' in check['detail']
+  outputs = _run(str(tmp_path), examples, model_artifact, baseline=model_artifact,
+                 max_accuracy_drop=0.0, max_map_drop=0.0)
+  metrics = embedding_evaluator.read_metrics(outputs['evaluation'].uri)
+  checks = {c['name']: c for c in metrics['blessing']['checks']}
+  assert checks['map_vs_baseline']['value'] == 0.0 and checks['map_vs_baseline']['passed']
+  assert metrics['blessed'] is True and metrics['blessing']['rubber_stamp'] is False
+
+
+def test_change_thresholds_are_rubber_stamped_without_a_baseline(tmp_path, worse_model):
+  examples = _write_examples(str(tmp_path))
+  outputs = _run(str(tmp_path), examples, worse_model, max_accuracy_drop=0.0, max_map_drop=0.0)
+  metrics = embedding_evaluator.read_metrics(outputs['evaluation'].uri)
+  assert metrics['blessed'] is True and metrics['blessing']['rubber_stamp'] is True
+  assert metrics['baseline'] is None and metrics['baseline_model'] is None
+  assert [c['name'] for c in metrics['blessing']['checks'] if c['kind'] == 'change'] == [
+      'test_accuracy_vs_baseline', 'map_vs_baseline']
+
+
+def test_a_model_without_the_label_signature_is_refused(tmp_path):
+  model = standard_artifacts.Model()
+  model.uri = str(tmp_path / 'old_model')
+  module = _TemplateModel()
+  tf.saved_model.save(module, os.path.join(model.uri, 'Format-Serving'),
+                      signatures={'embed': module.embed})
+  examples = _write_examples(str(tmp_path))
+  with pytest.raises(ValueError, match='transform_features.*Re-run the Trainer'):
+    _run(str(tmp_path), examples, model)

@@ -91,7 +91,7 @@ def test_metrics_are_in_range_and_recorded_in_metadata(smoke, model):
   metrics = embedding_evaluator.read_metrics(evaluation.uri)
   for key in ('train_accuracy', 'test_accuracy', 'map'):
     assert 0.0 <= metrics[key] <= 1.0, key
-    assert evaluation.custom_properties[key].double_value == pytest.approx(metrics[key])
+    assert evaluation.custom_properties[key].double_value == pytest.approx(metrics[key], abs=1e-6)
   assert metrics['train_examples'] == config.num_categories * config.train_per_category
   assert metrics['test_examples'] == config.num_categories * config.test_per_category
   assert metrics['map_queries'] == metrics['test_examples']
@@ -229,3 +229,10 @@ def test_exported_model_serves_examples_and_png_alike(smoke):
                              rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(from_rgb['probabilities'].numpy(), from_png['probabilities'].numpy(),
                              atol=0.02)
+  # The label TFMA evaluates against: the true category's index in the model's vocabulary.
+  labels = model.signatures['transform_features'](examples=serialized)['label'].numpy()
+  vocabulary = registry_store.read_card(
+      pushed.custom_properties['pushed_destination'].string_value)['categories']
+  true = [tf.train.Example.FromString(s).features.feature['category'].bytes_list.value[0]
+          .decode() for s in serialized.numpy()]
+  assert [vocabulary[i] for i in labels] == true
