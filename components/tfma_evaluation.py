@@ -130,7 +130,6 @@ def _per_drawing(extracts: Dict, with_embeddings: bool) -> Dict[str, np.ndarray]
   batch = {
       'id': np.array([_first_value(v) for v in raw[features.ID_KEY]]),
       'category': np.array([_first_value(v) for v in raw[features.CATEGORY_KEY]]),
-      'label': np.asarray(_candidate(extracts[tfma.LABELS_KEY])).reshape(-1),
       'probabilities': np.asarray(predictions[PROBABILITIES], np.float32),
       'predicted': np.array([_first_value([v]) for v in predictions['category']]),
   }
