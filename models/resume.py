@@ -84,7 +84,11 @@ class Checkpointing(keras.callbacks.Callback):
     if self.budget_seconds and self._elapsed() >= self.budget_seconds:
       self.stopped_by_budget = True
       self.model.stop_training = True
-    elif time.monotonic() - self._last_save >= self.save_seconds:
+    elif (time.monotonic() - self._last_save >= self.save_seconds
+          and batch + 1 < self.params.get('steps', batch + 2)):
+      # Never on an epoch's last batch: that checkpoint would hold the epoch's steps without
+      # its log, and a resume would start the next epoch with the log lost. on_epoch_end
+      # saves both a moment later.
       self._save()
 
   def on_epoch_end(self, epoch, logs=None):

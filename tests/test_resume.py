@@ -96,3 +96,36 @@ def test_a_time_budget_stops_training_and_reports_the_epochs_reached(data, tmp_p
   assert summary['training_seconds'] >= 6.0
   assert summary['epochs_reached'] == pytest.approx(summary['images_seen'] / 48, abs=1e-3)
   assert summary['precision'] == 'float32'
+
+
+def test_every_checkpoint_holds_the_log_of_each_epoch_its_steps_complete(tmp_path):
+  # A checkpoint taken on an epoch's last batch, before that epoch's log exists, would make
+  # a resume skip the log (the kill in the test above can land there).
+  import numpy as np
+  import tensorflow as tf
+  import tf_keras as keras
+
+  from models import resume
+
+  model = keras.Sequential([keras.layers.Input((2,)), keras.layers.Dense(3)])
+  model.compile(optimizer='sgd',
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  state = resume.TrainingState(str(tmp_path / 'checkpoint'), model)
+  saved = []
+  save = state.save
+  state.save = lambda: (saved.append((int(state.global_step.numpy()), len(state.epochs))),
+                        save())
+  steps_per_epoch = 3
+  # save_seconds=0: a time-based checkpoint is due after every batch.
+  checkpointing = resume.Checkpointing(state, save_seconds=0.0)
+  features = np.zeros((4, 2), np.float32)
+  labels = np.zeros((4,), np.int64)
+
+  def batches_from(step):
+    return tf.data.Dataset.from_tensors((features, labels)).repeat()
+
+  history = resume.fit(model, batches_from, steps_per_epoch, 2, [], checkpointing)
+  assert len(history['loss']) == 2
+  assert [step for step, _ in saved] == [1, 2, 3, 4, 5, 6]
+  for step, epochs_logged in saved:
+    assert epochs_logged == step // steps_per_epoch, (step, epochs_logged)
