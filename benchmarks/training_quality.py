@@ -29,6 +29,7 @@ from components import drawing_rendering
 from components import retrieval
 from models import architectures
 from models import augmentation as augmentation_lib
+from models import batchnorm
 from models import preprocessing
 from models import schedules
 from models import trainer
@@ -80,7 +81,7 @@ def run_variant(name, options, images, labels, args):
   history = model.fit(train, epochs=args.epochs, verbose=0)
   unaugmented = tf.data.Dataset.from_tensor_slices((images['train'], labels['train'])).shuffle(
       len(labels['train']), seed=args.seed + 1).batch(args.batch_size)
-  trainer.recalibrate_batchnorm(model, unaugmented, 20)
+  batchnorm.recalibrate_batchnorm(model, unaugmented, 20)
   embedder = keras.Model(model.input, [model.get_layer('fc_1').output, model.output])
   embedding, logits = embedder.predict(images['test'], batch_size=64, verbose=0)
   _, train_logits = embedder.predict(images['train'], batch_size=64, verbose=0)

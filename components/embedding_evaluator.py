@@ -70,13 +70,21 @@ def raw_pixels(pattern: str, size: int, batch_size: int = 256) -> Dict[str, np.n
   retrieval floor. Decoding only; the model's inference runs once, in TFMA's pipeline."""
   parse_spec = {key: tf.io.FixedLenFeature([], tf.string)
                 for key in (features.IMAGE_KEY, features.ID_KEY)}
-  dataset = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), compression_type='GZIP')
-  pixels, ids = [], []
-  for serialized in dataset.batch(batch_size):
+
+  def decode(serialized):
     parsed = tf.io.parse_example(serialized, parse_spec)
     images = preprocessing.decode_and_resize(parsed[features.IMAGE_KEY], size)
-    pixels.append(images.numpy().reshape(len(serialized), -1))
-    ids.append(np.char.decode(parsed[features.ID_KEY].numpy().astype(np.bytes_), 'utf-8'))
+    return tf.reshape(images, [tf.shape(images)[0], -1]), parsed[features.ID_KEY]
+
+  # A traced, parallel map: decoding batch by batch in eager mode was several times slower.
+  dataset = (tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), compression_type='GZIP')
+             .batch(batch_size)
+             .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(1))
+  pixels, ids = [], []
+  for batch_pixels, batch_ids in dataset:
+    pixels.append(batch_pixels.numpy())
+    ids.append(np.char.decode(batch_ids.numpy().astype(np.bytes_), 'utf-8'))
   ids = np.concatenate(ids)
   order = np.argsort(ids, kind='stable')  # The captured model outputs are in id order too.
   return {'id': ids[order], 'pixels': np.concatenate(pixels)[order]}

@@ -93,6 +93,9 @@ def eval_config(thresholds: Optional[Thresholds], retrieval: bool = True) -> tfm
       model_specs=[tfma.ModelSpec(
           # Unnamed: TFMA names it 'candidate' when it adds the baseline, '' otherwise.
           signature_name='embed', label_key=features.LABEL,
+          # Said, not probed: TFMA's probe rebuilds the Keras model once more per load, and
+          # only the signatures are called.
+          model_type=tfma.TF_GENERIC,
           preprocessing_function_names=[signatures.TRANSFORM_FEATURES])],
       metrics_specs=specs,
       slicing_specs=[tfma.SlicingSpec()])
@@ -112,6 +115,22 @@ class SplitEvaluation:
 def _sample_key(record: bytes) -> bytes:
   # A stable hash: the same drawings are sampled on every run and on every Beam runner.
   return hashlib.sha256(record).digest()
+
+
+@beam.ptransform_fn
+def _hash_sample(records, limit: int):
+  """The `limit` records with the smallest hashes. Only the hashes meet in one place (to
+  find the largest one kept); the records are filtered where they are, so the evaluation
+  after the sample stays spread over the workers."""
+  keyed = records | 'Hash' >> beam.Map(lambda record: (_sample_key(record), record))
+  largest_kept = (keyed
+                  | 'Keys' >> beam.Keys()
+                  | 'Smallest' >> beam.combiners.Top.Smallest(limit)
+                  | 'Largest' >> beam.Map(lambda keys: max(keys) if keys else None))
+  return (keyed
+          | 'Keep' >> beam.Filter(lambda item, largest: largest is not None and item[0] <= largest,
+                                  beam.pvalue.AsSingleton(largest_kept))
+          | 'Records' >> beam.Values())
 
 
 def _first_value(values) -> str:
@@ -242,9 +261,7 @@ def add_to_pipeline(pipeline: beam.Pipeline, evaluations: Sequence[SplitEvaluati
     records = (pipeline
                | f'{prefix}Read' >> beam.io.ReadFromTFRecord(evaluation.file_pattern))
     if evaluation.limit > 0:
-      records = (records
-                 | f'{prefix}Sample' >> beam.combiners.Top.Of(evaluation.limit, key=_sample_key)
-                 | f'{prefix}Flatten' >> beam.FlatMap(lambda sample: sample))
+      records = records | f'{prefix}Sample' >> _hash_sample(evaluation.limit)
     tfxio = tf_example_record.TFExampleBeamRecord(
         physical_format='tfrecords_gzip', raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
         telemetry_descriptors=['EmbeddingEvaluator'])

@@ -22,12 +22,14 @@ from tfx_bsl.public import tfxio
 
 from models import architectures
 from models import augmentation as augmentation_lib
+from models import batchnorm
+from models import distribution
 from models import features
 from models import precision
-from models import progress
 from models import resume as resume_lib
 from models import schedules
 from models import signatures
+from models import training_callbacks
 
 _SHUFFLE_BUFFER = 10_000
 HISTORY_FILE = 'history.json'
@@ -111,52 +113,6 @@ def _count_examples(file_pattern: List[str], data_accessor: tfx.components.DataA
   return total - held_out, held_out
 
 
-def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, num_batches: int) -> int:
-  """Replaces every BatchNorm's moving statistics by their average over training batches.
-
-  After a short fit the exponential moving averages lag the weights (docs/architecture.md,
-  "BatchNorm"); with momentum i/(i+1) on batch i the moving value becomes the plain mean of the
-  per-batch statistics. The momentum is a variable read inside one compiled step (Keras'
-  BatchNormalization accepts a tensor momentum), so the pass is traced once, not run eagerly.
-  Returns the number of batches used.
-  """
-  layers = [layer for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization)]
-  momenta = [layer.momentum for layer in layers]
-  momentum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-
-  @tf.function
-  def step(images):
-    model(images, training=True)
-
-  used = 0
-  try:
-    for layer in layers:
-      layer.momentum = momentum
-    for images, _ in dataset.take(num_batches):
-      momentum.assign(used / (used + 1))
-      step(images)
-      used += 1
-  finally:
-    for layer, value in zip(layers, momenta):
-      layer.momentum = value
-  return used
-
-
-def synchronize_batchnorm(model: keras.Model) -> keras.Model:
-  """`model` (same weights) with every BatchNorm computing its training statistics over the
-  global batch, all replicas together: each replica's share alone would make a run's result
-  depend on the device count (and smaller batches deepen the BatchNorm trap)."""
-  def clone(layer):
-    config = layer.get_config()
-    if isinstance(layer, keras.layers.BatchNormalization):
-      config.update(synchronized=True, fused=None)  # Fused kernels cannot synchronize.
-    return layer.__class__.from_config(config)
-  synchronized = keras.models.clone_model(model, clone_function=clone)
-  synchronized.set_weights(model.get_weights())
-  return synchronized
-
-
 @keras.saving.register_keras_serializable(package='quickdraw')
 class SmoothedCrossEntropy(keras.losses.Loss):
   """Cross-entropy of integer labels against logits, with label smoothing, in float32
@@ -176,85 +132,6 @@ class SmoothedCrossEntropy(keras.losses.Loss):
   def get_config(self):
     return {**super().get_config(), 'num_classes': self.num_classes,
             'label_smoothing': self.label_smoothing}
-
-
-class _ThroughputLogger(keras.callbacks.Callback):
-  """One line per epoch: loss, accuracy (and validation's) and images per second."""
-
-  def __init__(self, model_name: str, epochs: int, batch_size: int):
-    super().__init__()
-    self._model_name, self._epochs, self._batch_size = model_name, epochs, batch_size
-    self.images_per_second: List[float] = []
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start, self._images = time.time(), 0
-    steps = (self.params or {}).get('steps')  # None while tf.data's length is unknown.
-    self._progress = progress.Progress(
-        steps * self._batch_size if steps else None,
-        f'{self._model_name} epoch {epoch + 1}/{self._epochs}', 'images')
-
-  def on_train_batch_end(self, batch, logs=None):
-    self._images += self._batch_size  # The last, partial batch is counted whole.
-    self._progress.update(self._batch_size, postfix=f'loss {(logs or {}).get("loss", 0):.4f}')
-
-  def on_epoch_end(self, epoch, logs=None):
-    self._progress.close()
-    rate = self._images / max(time.time() - self._start, 1e-9)
-    self.images_per_second.append(rate)
-    validation = (f', validation loss {logs["val_loss"]:.4f} accuracy {logs["val_accuracy"]:.4f}'
-                  if 'val_loss' in logs else '')
-    logging.info('%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.1f images/s', self._model_name,
-                 epoch + 1, self._epochs, logs['loss'], logs['accuracy'], validation, rate)
-
-
-class BestEpoch(keras.callbacks.Callback):
-  """Keeps the weights of the epoch with the lowest validation loss and restores them at the
-  end; stops after `patience` epochs without improvement (0 = never stops early)."""
-
-  def __init__(self, patience: int = 0, monitor: str = 'val_loss'):
-    super().__init__()
-    self.patience, self.monitor = patience, monitor
-    self.best_epoch, self.best_value, self._best_weights = -1, math.inf, None
-    self.stopped_epoch = None
-
-  def on_epoch_end(self, epoch, logs=None):
-    value = logs[self.monitor]
-    if value < self.best_value:
-      self.best_epoch, self.best_value = epoch, value
-      self._best_weights = self.model.get_weights()
-    elif self.patience and epoch - self.best_epoch >= self.patience:
-      self.stopped_epoch = epoch
-      self.model.stop_training = True
-
-  def restore_best(self) -> None:
-    """Called once after the last fit() (a resumed run fits in several calls)."""
-    if self._best_weights is not None:
-      self.model.set_weights(self._best_weights)
-
-
-def strategy_for_environment() -> tf.distribute.Strategy:
-  """MultiWorkerMirrored when TF_CONFIG names a cluster of several tasks; Mirrored over this
-  machine's devices when it has several (GPUs, else logical CPU devices, as configured with
-  tf.config.set_logical_device_configuration); else the default strategy (one device)."""
-  cluster = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
-  if sum(len(tasks) for tasks in cluster.values()) > 1:
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  devices = tf.config.list_logical_devices('GPU') or tf.config.list_logical_devices('CPU')
-  if len(devices) > 1:
-    # Each replica takes batch_size / replicas of every (global) batch; gradients are summed
-    # across them before the update.
-    return tf.distribute.MirroredStrategy([device.name for device in devices])
-  return tf.distribute.get_strategy()
-
-
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-  resolver = getattr(strategy, 'cluster_resolver', None)
-  if resolver is None or not resolver.task_type:
-    return True
-  if resolver.task_type == 'chief':
-    return True
-  return resolver.task_type == 'worker' and resolver.task_id == 0 and (
-      'chief' not in resolver.cluster_spec().as_dict())
 
 
 def warm_start(model: keras.Model, base_model_dir: str, categories: List[str]) -> int:
@@ -300,7 +177,7 @@ def train(fn_args: tfx.components.FnArgs,
           strategy: Optional[tf.distribute.Strategy] = None) -> keras.Model:
   """Fits (resuming from a checkpoint when one exists), re-estimates BatchNorm, writes
   history.json and the SavedModel; returns the model."""
-  strategy = strategy or strategy_for_environment()
+  strategy = strategy or distribution.strategy_for_environment()
   config: Dict[str, Any] = fn_args.custom_config
   name = config['model_name']
   seed = int(config.get('seed', 0))
@@ -345,7 +222,7 @@ def train(fn_args: tfx.components.FnArgs,
     try:
       model = build(image_size)
       if strategy.num_replicas_in_sync > 1:
-        model = synchronize_batchnorm(model)
+        model = batchnorm.synchronize_batchnorm(model)
     finally:
       keras.mixed_precision.set_global_policy(previous_policy)
     if fn_args.base_model and config.get('warm_start'):
@@ -366,14 +243,15 @@ def train(fn_args: tfx.components.FnArgs,
                batch_size, 'augmented' if augmentation else 'not augmented',
                strategy.num_replicas_in_sync)
 
-  chief = _is_chief(strategy)
+  chief = distribution.is_chief(strategy)
   # Non-chief workers of a cluster write their (identical) copies to a scratch folder.
   scratch = None if chief else tempfile.mkdtemp(prefix='worker_')
   run_dir = fn_args.model_run_dir if chief else scratch
-  throughput = _ThroughputLogger(name, epochs, batch_size)
+  throughput = training_callbacks.ThroughputLogger(name, epochs, batch_size)
   callbacks = [throughput, keras.callbacks.TensorBoard(log_dir=run_dir, update_freq='epoch',
                                                        profile_batch=0)]
-  best = BestEpoch(int(config.get('early_stopping_patience', 0))) if validation_data else None
+  best = (training_callbacks.BestEpoch(int(config.get('early_stopping_patience', 0)))
+          if validation_data else None)
   if best:
     callbacks.append(best)
   # Checkpoints for resuming: not across a multi-worker cluster, whose workers would have to
@@ -396,8 +274,8 @@ def train(fn_args: tfx.components.FnArgs,
   recalibration = int(config['batchnorm_recalibration_batches'])
   # Its own shuffle (seed + 1) of the training part, unaugmented. The inference-mode accuracy
   # that shows the BatchNorm trap is the Evaluator's train accuracy (not repeated here).
-  used = (recalibrate_batchnorm(model, data('train', data_seed=seed + 1), recalibration)
-          if recalibration else 0)
+  used = (batchnorm.recalibrate_batchnorm(model, data('train', data_seed=seed + 1),
+                                          recalibration) if recalibration else 0)
   steps = int(state.global_step.numpy()) if state else steps_per_epoch * epochs
   images_seen = min(steps * batch_size, (steps // steps_per_epoch) * num_train +
                     min((steps % steps_per_epoch) * batch_size, num_train))
@@ -456,5 +334,5 @@ def train(fn_args: tfx.components.FnArgs,
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   # The strategy first: MultiWorkerMirroredStrategy must exist before other TensorFlow work.
-  strategy = strategy_for_environment()
+  strategy = distribution.strategy_for_environment()
   train(fn_args, strategy)

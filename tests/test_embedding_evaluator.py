@@ -299,3 +299,19 @@ def test_a_model_without_the_label_signature_is_refused(tmp_path):
   examples = _write_examples(str(tmp_path))
   with pytest.raises(ValueError, match='transform_features.*Re-run the Trainer'):
     _run(str(tmp_path), examples, model)
+
+
+@pytest.mark.parametrize('limit', [1, 7, 40, 60])
+def test_the_train_sample_is_the_records_with_the_smallest_hashes(limit):
+  import hashlib  # pylint: disable=import-outside-toplevel
+  import apache_beam as beam  # pylint: disable=import-outside-toplevel
+  from apache_beam.testing import util as beam_testing  # pylint: disable=import-outside-toplevel
+  from components import tfma_evaluation  # pylint: disable=import-outside-toplevel
+
+  records = [f'drawing {index}'.encode() for index in range(40)]
+  expected = sorted(records, key=lambda record: hashlib.sha256(record).digest())[:limit]
+  with beam.Pipeline() as pipeline:
+    sample = (pipeline
+              | beam.Create(records, reshuffle=True)
+              | tfma_evaluation._hash_sample(limit))  # pylint: disable=protected-access
+    beam_testing.assert_that(sample, beam_testing.equal_to(expected))

@@ -14,6 +14,9 @@ import tensorflow as tf
 from tests import training_fixtures
 from tests.conftest import ROOT
 
+# Several real trainings in one subprocess (about 5 minutes on 2 cores).
+pytestmark = pytest.mark.slow
+
 # 48 training drawings, global batch 8: 6 steps an epoch; each of 2 replicas takes 4 a step.
 CONFIG = {'epochs': 2, 'batch_size': 8, 'precision': 'float32',
           'batchnorm_recalibration_batches': 3}
@@ -36,7 +39,7 @@ _SCRIPT = textwrap.dedent('''
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
     import tf_keras as keras
-    from models import resume, trainer
+    from models import batchnorm, distribution, resume, trainer
     from tests import training_fixtures
 
     out, examples, transform, config = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
@@ -81,14 +84,14 @@ _SCRIPT = textwrap.dedent('''
       np.savez(os.path.join(out, name + '.initial.npz'), **record['initial'])
 
     run('one', tf.distribute.get_strategy())
-    mirrored = trainer.strategy_for_environment()
+    mirrored = distribution.strategy_for_environment()
     run('two', mirrored, interrupt=True)
     run('validated', mirrored, epochs=1, validation_percent=25)
     one_step = json.loads(sys.argv[5])
     run('one_step', tf.distribute.get_strategy(), **one_step)
     run('two_step', mirrored, **one_step)
     # The same without synchronized BatchNorm: what the comparison must be able to tell apart.
-    trainer.synchronize_batchnorm = lambda model: model
+    batchnorm.synchronize_batchnorm = lambda model: model
     run('two_step_per_replica', mirrored, **one_step)
     with open(os.path.join(out, 'strategy.json'), 'w') as f:
       json.dump({'class': type(mirrored).__name__, 'replicas': mirrored.num_replicas_in_sync,

@@ -56,6 +56,7 @@ def test_the_check_is_measured_once_per_machine_and_model(monkeypatch, tmp_path)
   assert first[0] == second[0] == 'mixed_bfloat16' and '(cached)' in second[1]
 
 
+@pytest.mark.slow
 def test_the_real_check_times_both_precisions():
   # A small model at the check's own size: a positive, finite ratio.
   speedup = precision.measure_bfloat16_speedup(

@@ -44,6 +44,7 @@ def _checkpointed_step(resume_root) -> int:
   return max(steps)
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_from_its_checkpoint(data, tmp_path):
   # Every epoch end and every second is a checkpoint; 40 epochs take long enough to kill.
   config = dict(epochs=40, checkpoint_seconds=1.0, precision='float32')
@@ -82,6 +83,7 @@ def test_a_killed_training_resumes_from_its_checkpoint(data, tmp_path):
   assert os.path.isdir(work_dir / 'model' / 'Format-Serving' / 'variables')
 
 
+@pytest.mark.slow
 def test_a_time_budget_stops_training_and_reports_the_epochs_reached(data, tmp_path):
   # 0.1 minute of a 1000-epoch run: stopped by the budget, mid-way.
   process = subprocess.run(

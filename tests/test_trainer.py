@@ -5,7 +5,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import architectures
-from models import trainer
+from models import batchnorm
+
 
 SIZE, CLASSES, PER_CLASS, BATCH = 32, 3, 32, 16
 
@@ -43,7 +44,7 @@ def fitted():
 
 def test_recalibrated_statistics_are_the_mean_of_batch_statistics(fitted):
   model, dataset, _, images = fitted
-  used = trainer.recalibrate_batchnorm(model, dataset, num_batches=4)
+  used = batchnorm.recalibrate_batchnorm(model, dataset, num_batches=4)
   assert used == 4
   conv = keras.Model(model.input, model.get_layer('conv1_1').output)
   batch_means = [conv(images[i * BATCH:(i + 1) * BATCH]).numpy().mean(axis=(0, 1, 2))
@@ -57,7 +58,7 @@ def test_recalibrated_statistics_are_the_mean_of_batch_statistics(fitted):
 def test_inference_accuracy_matches_training_accuracy_after_recalibration(fitted):
   model, dataset, training_accuracy, images = fitted
   assert training_accuracy > 0.8  # The problem was learned (in training mode).
-  trainer.recalibrate_batchnorm(model, dataset, num_batches=6)
+  batchnorm.recalibrate_batchnorm(model, dataset, num_batches=6)
   predicted = np.argmax(model.predict(images, batch_size=BATCH, verbose=0), axis=-1)
   inference_accuracy = float(np.mean(predicted == np.concatenate([y for _, y in dataset])))
   assert inference_accuracy >= training_accuracy - 0.1

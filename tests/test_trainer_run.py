@@ -174,6 +174,7 @@ def _free_ports(count):
   return ports
 
 
+@pytest.mark.slow
 def test_two_workers_train_together_and_agree_on_the_weights(data, tmp_path):
   examples, transform = data
   workers = [f'127.0.0.1:{port}' for port in _free_ports(2)]

@@ -117,8 +117,8 @@ def fn_args(examples_dir: str, transform_dir: str, work_dir: str, base_model: st
 
 def _worker_main(argv) -> int:
   """One worker of the distribution test: trains under TF_CONFIG and saves its weights."""
-  from models import trainer  # pylint: disable=import-outside-toplevel
-  strategy = trainer.strategy_for_environment()  # Before any other TensorFlow work.
+  from models import distribution, trainer  # pylint: disable=import-outside-toplevel
+  strategy = distribution.strategy_for_environment()  # Before any other TensorFlow work.
   work_dir, weights_file, config = argv[1], argv[2], json.loads(argv[3])
   args = fn_args(config.pop('examples_dir'), config.pop('transform_dir'), work_dir, **config)
   model = trainer.train(args, strategy)

@@ -1,0 +1,64 @@
+"""The Trainer's Keras callbacks: a progress line per epoch, and best-epoch selection that
+survives a fit split over several calls (a resumed run)."""
+import math
+import time
+from typing import List
+
+from absl import logging
+import tf_keras as keras
+
+from models import progress
+
+
+class ThroughputLogger(keras.callbacks.Callback):
+  """One line per epoch: loss, accuracy (and validation's) and images per second."""
+
+  def __init__(self, model_name: str, epochs: int, batch_size: int):
+    super().__init__()
+    self._model_name, self._epochs, self._batch_size = model_name, epochs, batch_size
+    self.images_per_second: List[float] = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start, self._images = time.time(), 0
+    steps = (self.params or {}).get('steps')  # None while tf.data's length is unknown.
+    self._progress = progress.Progress(
+        steps * self._batch_size if steps else None,
+        f'{self._model_name} epoch {epoch + 1}/{self._epochs}', 'images')
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._images += self._batch_size  # The last, partial batch is counted whole.
+    self._progress.update(self._batch_size, postfix=f'loss {(logs or {}).get("loss", 0):.4f}')
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._progress.close()
+    rate = self._images / max(time.time() - self._start, 1e-9)
+    self.images_per_second.append(rate)
+    validation = (f', validation loss {logs["val_loss"]:.4f} accuracy {logs["val_accuracy"]:.4f}'
+                  if 'val_loss' in logs else '')
+    logging.info('%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.1f images/s', self._model_name,
+                 epoch + 1, self._epochs, logs['loss'], logs['accuracy'], validation, rate)
+
+
+class BestEpoch(keras.callbacks.Callback):
+  """Keeps the weights of the epoch with the lowest validation loss and restores them at the
+  end; stops after `patience` epochs without improvement (0 = never stops early)."""
+
+  def __init__(self, patience: int = 0, monitor: str = 'val_loss'):
+    super().__init__()
+    self.patience, self.monitor = patience, monitor
+    self.best_epoch, self.best_value, self._best_weights = -1, math.inf, None
+    self.stopped_epoch = None
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = logs[self.monitor]
+    if value < self.best_value:
+      self.best_epoch, self.best_value = epoch, value
+      self._best_weights = self.model.get_weights()
+    elif self.patience and epoch - self.best_epoch >= self.patience:
+      self.stopped_epoch = epoch
+      self.model.stop_training = True
+
+  def restore_best(self) -> None:
+    """Called once after the last fit() (a resumed run fits in several calls)."""
+    if self._best_weights is not None:
+      self.model.set_weights(self._best_weights)
