@@ -25,6 +25,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.extractors import unbatch_extractor
 from tfx_bsl.tfxio import tf_example_record
 
+from components import accuracy_metric
 from components import retrieval_metric
 from models import features
 from models import progress
@@ -68,12 +69,13 @@ def _threshold(lower_bound: float, max_drop: Optional[float]) -> tfma.MetricThre
 
 
 def _accuracy_metrics(thresholds: Optional[Thresholds]) -> List[tfma.MetricConfig]:
-  accuracy = tfma.MetricConfig(class_name='SparseCategoricalAccuracy', config='"name": "accuracy"')
+  accuracy = tfma.MetricConfig(class_name='TopKAccuracy', module=accuracy_metric.__name__,
+                               config=f'"k": 1, "name": "{ACCURACY}"')
   if thresholds is not None:
     accuracy.threshold.CopyFrom(
         _threshold(thresholds.min_test_accuracy, thresholds.max_accuracy_drop))
   return [tfma.MetricConfig(class_name='ExampleCount'), accuracy,
-          tfma.MetricConfig(class_name='SparseTopKCategoricalAccuracy',
+          tfma.MetricConfig(class_name='TopKAccuracy', module=accuracy_metric.__name__,
                             config=f'"k": 5, "name": "{TOP5_ACCURACY}"')]
 
 
