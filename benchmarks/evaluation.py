@@ -1,10 +1,10 @@
 """Benchmark: the EmbeddingEvaluator through TFMA vs the direct loop it replaced (results:
 benchmarks/README.md, "## Evaluation").
 
-  .venv/bin/python benchmarks/evaluation.py default --lock /tmp/heavy.lock \
+  .venv/bin/python benchmarks/evaluation.py default --lock LOCK_FILE \
       --examples PIPELINE_ROOT/QuickDrawExampleGen/examples/N \
       --model PIPELINE_ROOT/Trainer.sknet/model/N [PIPELINE_ROOT/Trainer.skresnet/model/N]
-  .venv/bin/python benchmarks/evaluation.py scale --work-dir DIR --repeats 2 --lock /tmp/heavy.lock
+  .venv/bin/python benchmarks/evaluation.py scale --work-dir DIR --repeats 3
 
 Two variants, timed in turn in one process (A B A B ...), medians reported:
   tfma    the component's executor as the pipeline runs it: constructed with the profile's Beam
@@ -25,8 +25,8 @@ Scale points:
   scale    100 categories x (200 train + 50 test) drawings from the shared simplified files,
            sampled and rendered with ExampleGen's code into gzipped tf.Examples (2 files per
            split), and, unless --model is given, a synthetic model with the Trainer's export
-           contract (SyntheticModel: a PNG decode and two matrix products, about 1,500
-           drawings/s here, where skNet does about 15), both written under --work-dir and
+           contract (a PNG decode and two matrix products, about 1,500 drawings/s here, where
+           skNet does about 15), both written under --work-dir by evaluation_inputs.py and
            reused. The full profile's train cap (20,000) and Beam args (two worker processes).
            With inference this cheap, the ratio measures the evaluation machinery.
 Each run records where its time went: seconds per stage, by wrapping functions in this process
@@ -63,10 +63,8 @@ import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 
-from components import category_sampling
-from components import drawing_rendering
+from benchmarks import evaluation_inputs
 from components import embedding_evaluator
-from components import quickdraw_source
 from components import tfma_results
 from models import features
 from models import preprocessing
@@ -77,7 +75,6 @@ RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 VARIANTS = ('tfma', 'direct')
 BATCH_SIZE = 64  # The component's default; the pipeline does not set it.
 TRAIN_SAMPLE_BUFFER = 250_000
-SCALE_CATEGORIES, SCALE_TRAIN, SCALE_TEST, SCALE_SHARDS = 100, 200, 50, 2
 
 
 def machine() -> dict:
@@ -323,93 +320,16 @@ def _timed_run(variant: str, examples_uri: str, model_uri: str, model_name: str,
           'metrics': {key: metrics.get(key) for key in HEADLINES}}
 
 
-def write_scale_examples(source: str, work_dir: str) -> str:
-  """Sampled, rendered and written once under `work_dir`; reused when already there. The
-  categories: the default profile's 10 (those its models know) and 90 others (seed 0)."""
-  uri = os.path.join(work_dir, 'examples')
-  marker = os.path.join(uri, 'categories.json')
-  if os.path.exists(marker):
-    return uri
-  available = quickdraw_source.list_categories(source)
-  default = config_lib.profile('default', source=source)
-  own = quickdraw_source.choose_categories(available, default.num_categories, default.seed)
-  others = [c for c in available if c not in own]
-  categories = own + quickdraw_source.choose_categories(others, SCALE_CATEGORIES - len(own), 0)
-  options = tf.io.TFRecordOptions(compression_type='GZIP')
-  writers = {}
-  for split in ('train', 'test'):
-    os.makedirs(os.path.join(uri, f'Split-{split}'), exist_ok=True)
-    writers[split] = [tf.io.TFRecordWriter(os.path.join(
-        uri, f'Split-{split}', f'data_tfrecord-{i:05d}-of-{SCALE_SHARDS:05d}.gz'), options)
-        for i in range(SCALE_SHARDS)]
-  written = collections.Counter()
-  with progress.Progress(len(categories), 'scale data: sampling and rendering', 'categories',
-                         log_every=15.0) as shown:
-    for category in categories:
-      sample = category_sampling.sample_category(source, category, SCALE_TRAIN, SCALE_TEST, 0)
-      for split, items in (('train', sample.train), ('test', sample.test)):
-        for drawing_id, item in items:
-          png = drawing_rendering.render_item(item, default.render_size, default.stroke_width)
-          example = drawing_rendering.to_example(drawing_id, category, png)
-          writers[split][written[split] % SCALE_SHARDS].write(
-              example.SerializeToString(deterministic=True))
-          written[split] += 1
-      shown.update()
-  for split_writers in writers.values():
-    for writer in split_writers:
-      writer.close()
-  with open(marker, 'w') as f:
-    json.dump({'categories': categories, 'written': dict(written)}, f, indent=2)
-  return uri
-
-
-class SyntheticModel(tf.Module):
-  """The Trainer's export contract at a small, fixed cost: the PNG decoded and resized as the
-  transform does, average-pooled to 32 x 32, a fixed random projection to a 1024-d ReLU
-  `embedding`, a fixed random linear classifier; `transform_features` gives the label id."""
-
-  def __init__(self, categories, image_size: int, seed: int = 0):
-    super().__init__()
-    rng = np.random.default_rng(seed)
-    self.image_size = image_size
-    self.projection = tf.constant(rng.normal(size=(1024, 1024)).astype(np.float32) / 32.0)
-    self.classifier = tf.constant(rng.normal(size=(1024, len(categories))).astype(np.float32))
-    self.categories = tf.constant(categories)
-    self.label_ids = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        self.categories, tf.range(len(categories), dtype=tf.int64)), default_value=-1)
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def transform_features(self, examples):
-    spec = {features.CATEGORY_KEY: tf.io.FixedLenFeature([], tf.string)}
-    return {features.LABEL: self.label_ids.lookup(
-        tf.io.parse_example(examples, spec)[features.CATEGORY_KEY])}
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def embed(self, examples):
-    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
-    images = preprocessing.decode_and_resize(
-        tf.io.parse_example(examples, spec)[features.IMAGE_KEY], self.image_size)
-    pooled = tf.nn.avg_pool2d(images, self.image_size // 32, self.image_size // 32, 'VALID')
-    embedding = tf.nn.relu(tf.matmul(tf.reshape(pooled, [-1, 1024]), self.projection))
-    probabilities = tf.nn.softmax(tf.matmul(embedding, self.classifier))
-    return {'embedding': embedding, 'probabilities': probabilities,
-            'category': tf.gather(self.categories, tf.argmax(probabilities, axis=-1))}
-
-
-def write_synthetic_model(examples_uri: str, work_dir: str, image_size: int) -> str:
-  """The model artifact (Format-Serving inside) for the scale point's categories."""
-  uri = os.path.join(work_dir, 'synthetic_model')
-  serving = os.path.join(uri, 'Format-Serving')
-  if not os.path.exists(os.path.join(serving, embedding_evaluator.CATEGORIES_FILE)):
-    with open(os.path.join(examples_uri, 'categories.json')) as f:
-      categories = json.load(f)['categories']
-    module = SyntheticModel(categories, image_size)
-    tf.saved_model.save(module, serving, signatures={
-        'embed': module.embed, 'transform_features': module.transform_features})
-    os.makedirs(os.path.dirname(os.path.join(serving, embedding_evaluator.CATEGORIES_FILE)))
-    with open(os.path.join(serving, embedding_evaluator.CATEGORIES_FILE), 'w') as f:
-      f.write('\n'.join(categories) + '\n')
-  return uri
+def portable(path: str, work_dir: str = '') -> str:
+  """`path` as the results show it: under WORK_DIR or PIPELINE_ROOT, not this machine's folders."""
+  path = os.path.normpath(path)
+  if work_dir and path.startswith(os.path.normpath(work_dir) + os.sep):
+    return 'WORK_DIR' + path[len(os.path.normpath(work_dir)):]
+  parts = path.split(os.sep)
+  for index, part in enumerate(parts):  # <pipeline root>/<pipeline name>/<component>/...
+    if part == 'QuickDrawExampleGen' or part.startswith('Trainer.'):
+      return os.path.join('PIPELINE_ROOT', *parts[index:])
+  return os.path.basename(path)
 
 
 def _model_artifact_uri(path: str) -> str:
@@ -449,12 +369,14 @@ def main(argv=None) -> int:
       parser.error('scale needs --work-dir')
     config = config_lib.profile('full')
     with holding(args.lock):
-      examples_uri = write_scale_examples(args.source, args.work_dir)
-      models = models or [write_synthetic_model(examples_uri, args.work_dir, config.image_size)]
+      examples_uri = evaluation_inputs.write_scale_examples(args.source, args.work_dir)
+      models = models or [evaluation_inputs.write_synthetic_model(examples_uri, args.work_dir,
+                                                                  config.image_size)]
   work_dir = args.work_dir or tempfile.mkdtemp(prefix='evaluation-benchmark-')
   runs_dir = os.path.join(work_dir, 'runs')
   os.makedirs(runs_dir, exist_ok=True)
-  result = {'point': args.point, 'machine': machine(), 'examples': examples_uri,
+  result = {'point': args.point, 'machine': machine(),
+            'examples': portable(examples_uri, args.work_dir),
             'beam_pipeline_args': list(config.beam_pipeline_args),
             'train_eval_max_examples': config.train_eval_max_examples,
             'raw_pixels_size': _exec_properties(config, '')['raw_pixels_size'],
@@ -463,7 +385,8 @@ def main(argv=None) -> int:
   for model in models:
     serving = os.path.join(model, 'Format-Serving')
     row = compare(examples_uri, model, config, args.repeats, runs_dir, args.lock)
-    row['model_serving_dir_resolved'] = os.path.realpath(serving)
+    row['model'] = portable(model, args.work_dir)
+    row['model_serving_dir_resolved'] = portable(os.path.realpath(serving), args.work_dir)
     row['model_categories'] = len(embedding_evaluator.read_categories(serving))
     result['models'].append(row)
   result['machine']['load_average_at_end'] = os.getloadavg()

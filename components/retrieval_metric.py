@@ -1,10 +1,10 @@
 """RetrievalMap: the leave-one-out retrieval mAP of an embedding, as a TFMA metric.
 
 Every drawing of the slice queries all the others by L2 distance (components/retrieval.py,
-exact and chunked); a result is relevant when it has the query's label, and the metric is the
-mean AP over queries with at least one relevant result (relevance by category name). TFMA hands the combiner one example at
-a time, so it gathers the whole slice (embedding, label and id: 4 KB per drawing at 1024-d)
-and ranks in extract_output. Ids order equal distances, so the value does not depend on the
+exact and chunked); a result is relevant when it has the query's category name, and the
+metric is the mean AP over queries with at least one relevant result. TFMA hands the combiner
+one example at a time, so it gathers the whole slice (embedding, category and id: 4 KB per
+drawing at 1024-d) and ranks in extract_output. Ids order equal distances, so the value does not depend on the
 order Beam delivers the examples in.
 
 Use it in an EvalConfig as
