@@ -4,8 +4,8 @@ Every drawing of the slice queries all the others by L2 distance (components/ret
 exact and chunked); a result is relevant when it has the query's category name, and the
 metric is the mean AP over queries with at least one relevant result. TFMA hands the combiner
 one example at a time, so it gathers the whole slice (embedding, category and id: 4 KB per
-drawing at 1024-d) and ranks in extract_output. Ids order equal distances, so the value does not depend on the
-order Beam delivers the examples in.
+drawing at 1024-d) and ranks in extract_output. Ids order equal distances, so the value does
+not depend on the order Beam delivers the examples in.
 
 Use it in an EvalConfig as
   MetricConfig(class_name='RetrievalMap', module='components.retrieval_metric')

@@ -8,6 +8,7 @@ budget counts the seconds of every attempt, so a resumed run stops where an unin
 would.
 """
 import json
+import math
 import time
 from typing import Dict, List, Optional
 
@@ -85,7 +86,7 @@ class Checkpointing(keras.callbacks.Callback):
       self.stopped_by_budget = True
       self.model.stop_training = True
     elif (time.monotonic() - self._last_save >= self.save_seconds
-          and batch + 1 < self.params.get('steps', batch + 2)):
+          and batch + 1 < ((self.params or {}).get('steps') or math.inf)):
       # Never on an epoch's last batch: that checkpoint would hold the epoch's steps without
       # its log, and a resume would start the next epoch with the log lost. on_epoch_end
       # saves both a moment later.
