@@ -5,6 +5,7 @@ import tf_keras as keras
 from tensorflow_model_analysis.metrics import metric_types
 
 from components import accuracy_metric
+from tests import beam_combiners
 
 
 def _data(n=2500, classes=20, seed=0):
@@ -23,16 +24,6 @@ def _inputs(labels, probabilities, order):
   }) for i in order]
 
 
-def _combine(combiner, inputs, parts):
-  accumulators = []
-  for chunk in np.array_split(np.arange(len(inputs)), parts):
-    accumulator = combiner.create_accumulator()
-    for i in chunk:
-      accumulator = combiner.add_input(accumulator, inputs[i])
-    accumulators.append(combiner.compact(accumulator) if parts > 2 else accumulator)
-  return combiner.extract_output(combiner.merge_accumulators(accumulators))
-
-
 @pytest.mark.parametrize('k', [1, 5])
 def test_equals_keras_in_any_order_and_split(k):
   labels, probabilities = _data()
@@ -48,7 +39,8 @@ def test_equals_keras_in_any_order_and_split(k):
   rng = np.random.default_rng(1)
   for parts, order in ((1, np.arange(len(labels))), (3, rng.permutation(len(labels))),
                        (7, rng.permutation(len(labels)))):
-    value = _combine(computation.combiner, _inputs(labels, probabilities, order), parts)[key]
+    value = beam_combiners.combine(computation.combiner, _inputs(labels, probabilities, order),
+                                   parts, compact=parts > 2)[key]
     assert value == pytest.approx(expected, abs=1e-6)  # Keras counts in float32.
 
 
@@ -59,8 +51,8 @@ def test_a_label_outside_the_vocabulary_is_a_miss_and_no_examples_give_nan():
         output_names=['probabilities'])
     key = computation.keys[0]
     inputs = _inputs(np.array([-1, 1]), probabilities, [0, 1])
-    assert _combine(computation.combiner, inputs, 1)[key] == 0.5
-    assert np.isnan(_combine(computation.combiner, [], 1)[key])
+    assert beam_combiners.combine(computation.combiner, inputs, 1)[key] == 0.5
+    assert np.isnan(beam_combiners.combine(computation.combiner, [], 1)[key])
   assert accuracy_metric.TopKAccuracy(k=5).computations()[0].keys[0].name == 'top5_accuracy'
 
 

@@ -5,6 +5,7 @@ from sklearn.metrics import average_precision_score
 from tensorflow_model_analysis.metrics import metric_types
 
 from components import retrieval_metric
+from tests import beam_combiners
 
 
 def _data(n=40, seed=0):
@@ -40,17 +41,6 @@ def _expected(embeddings, labels):
   return float(np.mean(aps))
 
 
-def _combine(combiner, inputs, parts):
-  """As Beam may: several accumulators, merged."""
-  accumulators = []
-  for chunk in np.array_split(np.arange(len(inputs)), parts):
-    accumulator = combiner.create_accumulator()
-    for i in chunk:
-      accumulator = combiner.add_input(accumulator, inputs[i])
-    accumulators.append(accumulator)
-  return combiner.extract_output(combiner.merge_accumulators(accumulators))
-
-
 def test_equals_an_independent_computation_in_any_arrival_order():
   embeddings, labels, ids = _data()
   (computation,) = retrieval_metric.RetrievalMap().computations(output_names=['embedding'])
@@ -60,8 +50,8 @@ def test_equals_an_independent_computation_in_any_arrival_order():
   values = []
   for seed, parts in ((0, 1), (1, 3), (2, 5)):
     order = np.random.default_rng(seed).permutation(len(labels))
-    values.append(_combine(computation.combiner, _inputs(embeddings, labels, ids, order),
-                           parts)[key])
+    values.append(beam_combiners.combine(
+        computation.combiner, _inputs(embeddings, labels, ids, order), parts)[key])
   assert values[0] == pytest.approx(expected, abs=1e-9)
   assert values[1] == values[0] and values[2] == values[0]
 
@@ -78,6 +68,6 @@ def test_a_multi_output_prediction_without_output_names_is_refused():
 def test_no_query_with_a_relevant_result_gives_nan():
   embeddings, _, ids = _data(n=3)
   (computation,) = retrieval_metric.RetrievalMap().computations(output_names=['embedding'])
-  value = _combine(computation.combiner,
-                   _inputs(embeddings, np.array([0, 1, 2]), ids, [0, 1, 2]), 1)
+  value = beam_combiners.combine(computation.combiner,
+                                 _inputs(embeddings, np.array([0, 1, 2]), ids, [0, 1, 2]), 1)
   assert np.isnan(value[computation.keys[0]])
