@@ -163,7 +163,13 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                           'gallery_size': len(searcher.gallery),
                           'queries': [r.to_dict() for r in results]})
 
-  app.register_blueprint(pad.create_blueprint(registry_root))  # The sketch pad at /.
+  def loaded_gallery(model: str, version: int):
+    # Without touching the cache's order or loading anything: a thumbnail is no use of a model.
+    searcher = dict(searchers.items()).get((model, version))
+    return None if searcher is None else searcher.gallery.png
+
+  # The sketch pad at /; thumbnails of a loaded version come from its searcher's gallery.
+  app.register_blueprint(pad.create_blueprint(registry_root, loaded_gallery=loaded_gallery))
   return app
 
 

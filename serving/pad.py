@@ -13,21 +13,27 @@ thumbnails come from the route above (search results carry the gallery row, `ind
 `serving/http.py` registers it on the API's app, whose error handlers answer its errors as JSON.
 """
 import functools
-from typing import List
+from typing import Callable, List, Optional
 
 import flask
 
 from serving import registry
 
-# Galleries whose PNGs are kept in memory for thumbnails (a 5,000-drawing gallery is ~5 MB).
+# Galleries of versions the server has not loaded whose PNGs are kept in memory for
+# thumbnails (a 5,000-drawing gallery is ~5 MB).
 GALLERY_CACHE_SIZE = 4
 # A version's files never change, so neither does its thumbnail at a given row.
 _IMMUTABLE = 'public, max-age=31536000, immutable'
 
 
-def create_blueprint(registry_root: str,
-                     gallery_cache_size: int = GALLERY_CACHE_SIZE) -> flask.Blueprint:
-  """The page, its static files and gallery thumbnails, for the registry at `registry_root`."""
+def create_blueprint(registry_root: str, gallery_cache_size: int = GALLERY_CACHE_SIZE,
+                     loaded_gallery: Callable[[str, int], Optional[List[bytes]]] = lambda m, v: None
+                     ) -> flask.Blueprint:
+  """The page, its static files and gallery thumbnails, for the registry at `registry_root`.
+
+  `loaded_gallery(model, version)` gives the PNGs of a version the server already holds
+  (None if it does not): its thumbnails then come from there, not from a second copy.
+  """
   pad = flask.Blueprint('pad', __name__, template_folder='templates', static_folder='static',
                         static_url_path='/pad/static')
 
@@ -44,7 +50,9 @@ def create_blueprint(registry_root: str,
   @pad.get('/pad/gallery/<model>/<int:version>/<int:index>.png')
   def thumbnail(model: str, version: int, index: int):
     # The app's error handlers answer as JSON: a RegistryError, and this 404, alike.
-    pngs = gallery_pngs(model, version)
+    pngs = loaded_gallery(model, version)
+    if pngs is None:
+      pngs = gallery_pngs(model, version)
     if index >= len(pngs):
       flask.abort(404, f'{model} version {version}: no gallery drawing {index}; the gallery '
                   f'has {len(pngs)} (0 to {len(pngs) - 1})')

@@ -17,6 +17,7 @@ from components import drawing_rendering
 from serving import http
 from serving import pad
 from serving import registry
+from serving import search
 from tests import headless_chromium
 
 needs_chromium = headless_chromium.needs_chromium
@@ -100,6 +101,39 @@ def test_page_static_files_and_thumbnails_are_served(tmp_path):
   # Each version serves its own gallery.
   assert client.get('/pad/gallery/toy/1/0.png').data == drawing_rendering.render_png(
       GALLERY_DRAWINGS[0], 64, 3)
+
+
+def test_thumbnails_of_a_loaded_version_come_from_its_searcher_not_a_second_copy(
+    tmp_path, monkeypatch):
+  loads = []
+  load_gallery = registry.load_gallery
+
+  def counted(model_version):
+    loads.append((model_version.model, model_version.version))
+    return load_gallery(model_version)
+
+  monkeypatch.setattr(registry, 'load_gallery', counted)
+
+  class GallerySearcher:  # Holds its gallery as the real Searcher does; finds nothing.
+    def __init__(self, model_version):
+      self.model_version = model_version
+      self.gallery = registry.load_gallery(model_version)
+
+    def search(self, queries, k):
+      return [search.Result(query=q, predicted='line', probability=1.0, neighbours=[])
+              for q in queries]
+
+  client = http.create_app(_fake_registry(tmp_path), load_searcher=GallerySearcher).test_client()
+  drawing = json.dumps({'drawing': GALLERY_DRAWINGS[0]}).encode()
+  assert client.post('/search?model=toy&version=2', data=drawing,
+                     content_type='application/x-ndjson').status_code == 200
+  assert loads == [('toy', 2)]
+  for index, drawing in enumerate(GALLERY_DRAWINGS):
+    thumbnail = client.get(f'/pad/gallery/toy/2/{index}.png')
+    assert thumbnail.data == drawing_rendering.render_png(drawing, 128, 3)
+  assert loads == [('toy', 2)]  # The loaded searcher's gallery, not a copy of its own.
+  assert client.get('/pad/gallery/toy/1/0.png').status_code == 200
+  assert loads == [('toy', 2), ('toy', 1)]  # A version not loaded is read for the pad.
 
 
 @pytest.mark.parametrize('path, message', [
