@@ -147,14 +147,7 @@ def run_tfma(examples_uri: str, model_uri: str, model_name: str, config, out_dir
   examples.uri, examples.split_names = examples_uri, '["train", "test"]'
   model = standard_artifacts.Model()
   model.uri, model.id = model_uri, 1
-  outputs = {}
-  for key, artifact_class in (('evaluation', standard_artifacts.ModelEvaluation),
-                              ('embeddings', embedding_evaluator.Embeddings),
-                              ('blessing', standard_artifacts.ModelBlessing)):
-    artifact = artifact_class()
-    artifact.uri = os.path.join(out_dir, key)
-    os.makedirs(artifact.uri)
-    outputs[key] = [artifact]
+  outputs = embedding_evaluator.output_artifacts(out_dir)
   stages = Stages()
   agree = tfma_results._agree  # pylint: disable=protected-access
 

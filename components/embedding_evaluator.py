@@ -334,6 +334,18 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
     f.write('')
 
 
+def output_artifacts(root: str) -> Dict[str, list]:
+  """One new, empty artifact per output of the component, in `root/<output name>`: what a
+  runner hands the executor, for running it outside a pipeline (tests, benchmarks)."""
+  outputs = {}
+  for name, channel in EmbeddingEvaluator.SPEC_CLASS.OUTPUTS.items():
+    artifact = channel.type()
+    artifact.uri = os.path.join(root, name)
+    tf.io.gfile.makedirs(artifact.uri)
+    outputs[name] = [artifact]
+  return outputs
+
+
 def read_metrics(evaluation_uri: str) -> Dict:
   """The metrics JSON in an evaluation artifact's folder."""
   with tf.io.gfile.GFile(os.path.join(evaluation_uri, METRICS_FILE)) as f:

@@ -121,14 +121,7 @@ def worse_model(tmp_path_factory):
 
 
 def _run(root, examples, model, baseline=None, **parameters):
-  outputs = {}
-  for key, artifact_class in (('evaluation', standard_artifacts.ModelEvaluation),
-                              ('embeddings', embedding_evaluator.Embeddings),
-                              ('blessing', standard_artifacts.ModelBlessing)):
-    artifact = artifact_class()
-    artifact.uri = os.path.join(root, key)
-    os.makedirs(artifact.uri)
-    outputs[key] = [artifact]
+  outputs = embedding_evaluator.output_artifacts(root)
   executor = embedding_evaluator.EmbeddingEvaluator.EXECUTOR_SPEC.executor_class()
   inputs = {'examples': [examples], 'model': [model]}
   if baseline is not None:
