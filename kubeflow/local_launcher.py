@@ -35,6 +35,8 @@ import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from kubeflow import compile_kfp
+from kubeflow import kfp_driver
+from kubeflow.kfp_driver import LauncherError
 from kubeflow import submit_kfp
 from models import legacy_keras
 from pipeline import config as config_lib
@@ -46,11 +48,6 @@ IMAGE_VENV = '/opt/venv'
 PLATFORMS = ('kubeflow', 'vertex')
 # Kubeflow Pipelines' launcher: ExecutorOutput goes to this file inside the pod.
 KFP_OUTPUT_FILE = os.path.join('kfp_outputs', 'output_metadata.json')
-_NUMBER_TYPES = ('NUMBER_DOUBLE', 'NUMBER_INTEGER')
-
-
-class LauncherError(RuntimeError):
-  """The spec cannot run as written, or a task failed; the message names the task."""
 
 
 @dataclasses.dataclass
@@ -87,137 +84,6 @@ def image_environment(dockerfile: str = DOCKERFILE) -> Tuple[Dict[str, str], str
   return mapped, workdir.replace(compile_kfp.IMAGE_PROJECT_DIR, ROOT)
 
 
-def read_spec(path: str) -> Dict[str, Any]:
-  """The PipelineSpec of a compiled .yaml (PipelineSpec) or .json (PipelineJob), checked
-  against the proto."""
-  import yaml  # pylint: disable=g-import-not-at-top
-  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
-  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
-  with open(path) as f:
-    document = json.load(f) if path.endswith('.json') else yaml.safe_load(f)
-  spec = document.get('pipelineSpec', document)
-  json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
-  return spec
-
-
-def task_order(spec: Dict[str, Any], only: Sequence[str] = ()) -> List[str]:
-  """Task names in dependency order (ties by name); with `only`, those and their upstream."""
-  tasks = spec['root']['dag']['tasks']
-  unknown = sorted(set(only) - set(tasks))
-  if unknown:
-    raise LauncherError(f'no task {", ".join(unknown)} in the spec; it has {", ".join(tasks)}')
-  wanted, stack = set(), list(only or tasks)
-  while stack:
-    name = stack.pop()
-    if name not in wanted:
-      wanted.add(name)
-      stack += tasks[name].get('dependentTasks', [])
-  order, done = [], set()
-  while len(order) < len(wanted):
-    ready = sorted(n for n in wanted - done if set(tasks[n].get('dependentTasks', [])) <= done)
-    if not ready:
-      raise LauncherError(f'dependency cycle among {", ".join(sorted(wanted - done))}')
-    order.append(ready[0])
-    done.add(ready[0])
-  return order
-
-
-def preflight(spec: Dict[str, Any]) -> None:
-  """What Kubeflow Pipelines refuses before running anything: task names Argo rejects, and
-  executors other than containers (its backend implements no resolver)."""
-  for name, task in spec['root']['dag']['tasks'].items():
-    if not compile_kfp.ARGO_NAME.match(name):
-      raise LauncherError(f'task {name!r}: not a valid Argo task name (letters, digits, "-")')
-    label = spec['components'][task['componentRef']['name']]['executorLabel']
-    executor = spec['deploymentSpec']['executors'][label]
-    if 'container' not in executor:
-      raise LauncherError(f'task {name}: a {next(iter(executor))} executor; Kubeflow Pipelines '
-                          'runs no resolver tasks, and this launcher runs container tasks only')
-
-
-def _as_text(value: Any) -> str:
-  """A parameter value as Kubeflow's driver turns it into a STRING parameter."""
-  if isinstance(value, str):
-    return value
-  if isinstance(value, bool):
-    return 'true' if value else 'false'
-  if isinstance(value, float):
-    return repr(int(value)) if value.is_integer() else repr(value)
-  return json.dumps(value, separators=(',', ':'))
-
-
-def resolve_parameters(task_name: str, task: Dict, component: Dict,
-                       run_parameters: Dict[str, Any]) -> Dict[str, Any]:
-  """The task's parameter values, typed as the component declares them (the driver's checks,
-  plus one it lacks: a fractional number for an integer, which TFX would truncate)."""
-  values = {}
-  for name, source in task.get('inputs', {}).get('parameters', {}).items():
-    if 'runtimeValue' in source:
-      values[name] = source['runtimeValue']['constant']
-    elif 'componentInputParameter' in source:
-      pipeline_parameter = source['componentInputParameter']
-      if pipeline_parameter not in run_parameters:
-        raise LauncherError(f'task {task_name}: parameter {name} takes the run-time parameter '
-                            f'{pipeline_parameter}, which has neither a value nor a default')
-      values[name] = run_parameters[pipeline_parameter]
-    else:
-      raise LauncherError(f'task {task_name}: parameter {name}: {next(iter(source))} inputs '
-                          'are not supported here')
-  for name, declared in component.get('inputDefinitions', {}).get('parameters', {}).items():
-    kind = declared['parameterType']
-    if name not in values:
-      if 'defaultValue' in declared:
-        values[name] = declared['defaultValue']
-        continue
-      if declared.get('isOptional'):
-        continue
-      raise LauncherError(f'task {task_name}: parameter {name} ({kind}) has no value')
-    value = values[name]
-    if kind == 'STRING':
-      values[name] = _as_text(value)
-    elif kind in _NUMBER_TYPES and (isinstance(value, bool) or
-                                    not isinstance(value, (int, float))):
-      raise LauncherError(f'task {task_name}: parameter {name} expects {kind}, got {value!r}')
-    elif kind == 'NUMBER_INTEGER' and not float(value).is_integer():
-      raise LauncherError(f'task {task_name}: parameter {name} is NUMBER_INTEGER, but its '
-                          f'value {value!r} is fractional (TFX would truncate it)')
-    elif kind == 'BOOLEAN' and not isinstance(value, bool):
-      raise LauncherError(f'task {task_name}: parameter {name} expects BOOLEAN, got {value!r}')
-  return values
-
-
-def placeholders(executor_input: Dict[str, Any]) -> Dict[str, str]:
-  """Kubeflow's placeholders and their values (launcher_v2.go getPlaceholders)."""
-  values = {'{{$}}': json.dumps(executor_input, separators=(',', ':'))}
-  for name, value in executor_input['inputs'].get('parameterValues', {}).items():
-    values[f"{{{{$.inputs.parameters['{name}']}}}}"] = _as_text(value)
-  for side in ('inputs', 'outputs'):
-    for name, artifacts in executor_input[side].get('artifacts', {}).items():
-      values[f"{{{{$.{side}.artifacts['{name}'].uri}}}}"] = artifacts['artifacts'][0]['uri']
-  return values
-
-
-def _fill(words: Sequence[str], values: Dict[str, str]) -> List[str]:
-  filled = []
-  for word in words:
-    for placeholder, value in values.items():
-      word = word.replace(placeholder, value)
-    filled.append(word)
-  return filled
-
-
-def _recorded(artifact: Dict[str, Any], output_key: str, artifact_id: int) -> Dict[str, Any]:
-  """An output artifact as a downstream task receives it from ML Metadata: an id for a name,
-  numbers as doubles, booleans as 0/1, the output key as display name."""
-  metadata = {key: float(value) if isinstance(value, (bool, int)) else value
-              for key, value in (artifact.get('metadata') or {}).items()}
-  metadata.setdefault('display_name', output_key)
-  return {'name': str(artifact_id), 'uri': artifact['uri'],
-          'type': {'instanceSchema': artifact['type'].get('instanceSchema')
-                   or f"title: {artifact['type']['schemaTitle']}\n"},
-          'metadata': metadata}
-
-
 class Run:
   """One run of a spec: tasks share its pipeline root, run id and parameters."""
 
@@ -226,7 +92,7 @@ class Run:
                run_id: Optional[str] = None, log=print):
     if platform not in PLATFORMS:
       raise LauncherError(f'platform {platform!r}: choose one of {", ".join(PLATFORMS)}')
-    preflight(spec)
+    kfp_driver.preflight(spec)
     self.spec, self.platform, self.log = spec, platform, log
     self.run_id = run_id or str(uuid.uuid4())
     self.root = pipeline_root.rstrip('/')
@@ -268,14 +134,13 @@ class Run:
       raise LauncherError(f'task {name}: output parameters are not supported here')
     output_file = (f'{self._task_root(name)}/executor_output.json' if self.platform == 'vertex'
                    else os.path.join(folder, KFP_OUTPUT_FILE))
-    return {'inputs': {'parameterValues': resolve_parameters(name, task, component,
-                                                             self.parameters),
-                       'artifacts': artifacts},
+    parameters = kfp_driver.resolve_parameters(name, task, component, self.parameters)
+    return {'inputs': {'parameterValues': parameters, 'artifacts': artifacts},
             'outputs': {'artifacts': outputs, 'outputFile': output_file}}
 
   def _execute(self, name: str, step: str, container: Dict, values: Dict[str, str],
                log_file) -> List[str]:
-    command = _fill(container['command'], values) + _fill(container.get('args', []), values)
+    command = kfp_driver.fill([*container['command'], *container.get('args', [])], values)
     log_file.write(f'--- {step}: {shlex.join(command)[:2000]}\n')
     log_file.flush()
     result = subprocess.run(command, cwd=self.cwd, env=self.env, stdout=log_file,
@@ -302,7 +167,7 @@ class Run:
         executor_input, pipeline_spec_pb2.ExecutorInput()))
     with open(os.path.join(folder, 'executor_input.json'), 'w') as f:
       json.dump(executor_input, f, indent=2)
-    values = placeholders(executor_input)
+    values = kfp_driver.placeholders(executor_input)
     start = time.time()
     with open(os.path.join(folder, 'log.txt'), 'w') as log_file:
       hook = container.get('lifecycle', {}).get('preCacheCheck')
@@ -323,14 +188,14 @@ class Run:
                                       **artifacts['artifacts'][0].get('metadata', {})}
     recorded = {}
     for key in sorted(outputs):
-      recorded[key] = _recorded(outputs[key], key, self._next_id)
+      recorded[key] = kfp_driver.recorded_artifact(outputs[key], key, self._next_id)
       self._next_id += 1
     run = TaskRun(name, command, time.time() - start, recorded, folder)
     self.tasks[name] = run
     return run
 
   def run(self, only: Sequence[str] = ()) -> Dict[str, TaskRun]:
-    order = task_order(self.spec, only)
+    order = kfp_driver.task_order(self.spec, only)
     for number, name in enumerate(order, 1):
       self.log(f'[{number}/{len(order)}] {name} ...')
       run = self.run_task(name)
@@ -344,7 +209,7 @@ def compile_local(config: config_lib.PipelineConfig, spec_file: str) -> Dict[str
       image='quickdraw-tfx:local', schema_file=os.path.join(ROOT, 'schema', 'schema.pbtxt'),
       beam_pipeline_args=tuple(config.beam_pipeline_args))
   compile_kfp.compile_pipeline(config, cluster, spec_file, local=True)
-  return read_spec(spec_file)
+  return kfp_driver.read_spec(spec_file)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ import yaml
 from components import embedding_evaluator
 from components import registry_store
 from kubeflow import compile_kfp
+from kubeflow import kfp_driver
 from kubeflow import local_launcher
 from pipeline import results
 
@@ -42,7 +43,7 @@ def executed(smoke_run, tmp_path_factory):
 def test_every_task_ran_its_own_container_command_after_its_dependencies(executed):
   spec, run = executed['spec'], executed['run']
   tasks = spec['root']['dag']['tasks']
-  assert list(run.tasks) == local_launcher.task_order(spec) and set(run.tasks) == set(tasks)
+  assert list(run.tasks) == kfp_driver.task_order(spec) and set(run.tasks) == set(tasks)
   position = {name: i for i, name in enumerate(run.tasks)}
   for name, task in tasks.items():
     for dependency in task.get('dependentTasks', []):

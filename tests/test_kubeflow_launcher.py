@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from kubeflow import compile_kfp
+from kubeflow import kfp_driver
 from kubeflow import local_launcher
 from tests.conftest import ROOT
 
@@ -201,14 +202,14 @@ def test_what_kubeflow_refuses_is_refused_before_any_task_runs(tmp_path):
 
 def test_task_order_includes_upstream_tasks_only_when_asked():
   spec = _spec()
-  assert local_launcher.task_order(spec) == ['make', 'use']
-  assert local_launcher.task_order(spec, ['use']) == ['make', 'use']
+  assert kfp_driver.task_order(spec) == ['make', 'use']
+  assert kfp_driver.task_order(spec, ['use']) == ['make', 'use']
   cyclic = copy.deepcopy(spec)
   cyclic['root']['dag']['tasks']['make']['dependentTasks'] = ['use']
   with pytest.raises(local_launcher.LauncherError, match='dependency cycle'):
-    local_launcher.task_order(cyclic)
+    kfp_driver.task_order(cyclic)
   with pytest.raises(local_launcher.LauncherError, match='no task Pusher'):
-    local_launcher.task_order(spec, ['Pusher'])
+    kfp_driver.task_order(spec, ['Pusher'])
 
 
 def test_argo_name_rule_matches_the_compiled_names():
