@@ -64,6 +64,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 
 from benchmarks import evaluation_inputs
+from benchmarks import result_paths
 from components import embedding_evaluator
 from components import tfma_results
 from models import features
@@ -313,18 +314,6 @@ def _timed_run(variant: str, examples_uri: str, model_uri: str, model_name: str,
           'metrics': {key: metrics.get(key) for key in HEADLINES}}
 
 
-def portable(path: str, work_dir: str = '') -> str:
-  """`path` as the results show it: under WORK_DIR or PIPELINE_ROOT, not this machine's folders."""
-  path = os.path.normpath(path)
-  if work_dir and path.startswith(os.path.normpath(work_dir) + os.sep):
-    return 'WORK_DIR' + path[len(os.path.normpath(work_dir)):]
-  parts = path.split(os.sep)
-  for index, part in enumerate(parts):  # <pipeline root>/<pipeline name>/<component>/...
-    if part == 'QuickDrawExampleGen' or part.startswith('Trainer.'):
-      return os.path.join('PIPELINE_ROOT', *parts[index:])
-  return os.path.basename(path)
-
-
 def _model_artifact_uri(path: str) -> str:
   path = os.path.normpath(path)
   return os.path.dirname(path) if os.path.basename(path) == 'Format-Serving' else path
@@ -369,7 +358,7 @@ def main(argv=None) -> int:
   runs_dir = os.path.join(work_dir, 'runs')
   os.makedirs(runs_dir, exist_ok=True)
   result = {'point': args.point, 'machine': machine(),
-            'examples': portable(examples_uri, args.work_dir),
+            'examples': result_paths.portable(examples_uri, args.work_dir),
             'beam_pipeline_args': list(config.beam_pipeline_args),
             'train_eval_max_examples': config.train_eval_max_examples,
             'raw_pixels_size': _exec_properties(config, '')['raw_pixels_size'],
@@ -378,8 +367,9 @@ def main(argv=None) -> int:
   for model in models:
     serving = os.path.join(model, 'Format-Serving')
     row = compare(examples_uri, model, config, args.repeats, runs_dir, args.lock)
-    row['model'] = portable(model, args.work_dir)
-    row['model_serving_dir_resolved'] = portable(os.path.realpath(serving), args.work_dir)
+    row['model'] = result_paths.portable(model, args.work_dir)
+    row['model_serving_dir_resolved'] = result_paths.portable(os.path.realpath(serving),
+                                                              args.work_dir)
     row['model_categories'] = len(embedding_evaluator.read_categories(serving))
     result['models'].append(row)
   result['machine']['load_average_at_end'] = os.getloadavg()

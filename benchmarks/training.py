@@ -29,6 +29,7 @@ legacy_keras.enable()  # Before TensorFlow is imported.
 import tensorflow as tf
 import tf_keras as keras
 
+from benchmarks import result_paths
 from models import architectures
 from models import precision
 from models import trainer
@@ -287,7 +288,7 @@ def cmd_input(args) -> dict:
 
   result = {'batch_size': args.batch_size, 'steps': args.steps, 'repeats': args.repeats,
             'precision': args.precision,
-            'examples': os.path.relpath(os.path.dirname(os.path.dirname(files[0]))),
+            'examples': result_paths.portable(os.path.dirname(os.path.dirname(files[0]))),
             'input_pipeline_alone_images_per_second': input_only}
   from models import augmentation as augmentation_lib
   for name in MODELS:

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from benchmarks import result_paths
 from benchmarks.training import emit
 from components import category_sampling
 from components import drawing_rendering
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   images, labels = load(args.source, args.image_size, args.train, args.test, args.seed)
   result = {'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-            'config': vars(args)}
+            'config': dict(vars(args), source=result_paths.shown_source(args.source))}
   for name in args.variants.split(','):
     result[name] = run_variant(name, VARIANTS[name], images, labels, args)
   emit(result, args.output)
