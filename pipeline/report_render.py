@@ -50,8 +50,9 @@ def _comparison(run: RunResults) -> str:
   text = run.comparison_md.split('\n## Every metric')[0]
   kept = [line for line in text.strip().splitlines() if not line.startswith('#')]
   uri = run.nodes['ModelComparison'].outputs['comparison'][0].uri
-  if uri.startswith(run.output_dir + os.sep):
-    uri = os.path.relpath(uri, run.output_dir)
+  # A relative URI is relative to the folder the run started in, as the store's path is.
+  if os.path.abspath(uri).startswith(run.output_dir + os.sep):
+    uri = os.path.relpath(os.path.abspath(uri), run.output_dir)
   return '\n'.join(kept + ['', f'Every metric, side by side: `{uri}/comparison.md` in the run\'s '
                                'output directory.'])
 

@@ -276,3 +276,20 @@ def test_gathered_sampling_is_the_manifest_header():
                                             'num_categories': 2}
   assert report_data.get_path({'a': {'b': 1}}, 'a.b') == 1
   assert report_data.get_path({'a': {'b': 1}}, 'a.c', 'none') == 'none'
+
+
+def test_the_comparison_table_is_named_below_the_output_folder_however_the_run_named_it(
+    tmp_path, monkeypatch):
+  """The pipeline records a relative URI when its output folder was given relatively; the
+  report names the table below that folder either way."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  below = 'pipeline_root/p/ModelComparison/comparison/12'
+  for uri in (f'outputs/{below}', str(tmp_path / 'outputs' / below)):
+    nodes = {'ModelComparison': _node('ModelComparison', 0.0, 1.0, outputs={
+        'comparison': [metadata_store_pb2.Artifact(uri=uri)]})}
+    run = report_data.RunResults('p', 'r1', 'outputs/metadata/p/metadata.sqlite', nodes, {}, {},
+                                 [_model('sknet', 0.8, 0.5)], {}, '# Comparison\n\nsummary\n',
+                                 {}, 48)
+    text = report_render.render_markdown(run, {})
+    assert f'`{below}/comparison.md` in the run\'s output directory' in text, uri
