@@ -18,6 +18,9 @@ ExecutorOutput the executor wrote. `--platform vertex` lays out outputs as Verte
 does and also runs a container's preCacheCheck hook (ExampleGen's driver), which Kubeflow
 Pipelines' backend does not run.
 
+kubeflow/kfp_driver.py holds the driver's part (task order, parameters, placeholders); this
+module provisions, runs and records.
+
 Not done here: building or pulling the image, pods, resource limits and GPUs, KFP's cache and
 ML Metadata (artifacts get sequential ids), retries. Resolver and importer tasks are refused:
 the project's specs have none (compile-kfp refuses warm start).
@@ -36,8 +39,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from kubeflow import compile_kfp
 from kubeflow import kfp_driver
-from kubeflow.kfp_driver import LauncherError
 from kubeflow import submit_kfp
+from kubeflow.kfp_driver import LauncherError
 from models import legacy_keras
 from pipeline import config as config_lib
 
