@@ -27,10 +27,15 @@ STEPS, TRAINING_EXAMPLES, REPLICAS = 6, 48, 2
 ONE_STEP = {'epochs': 1, 'batch_size': TRAINING_EXAMPLES, 'optimizer': 'sgd',
             'learning_rate': 0.01, 'batchnorm_recalibration_batches': 1}
 # A variable may differ from one device's by this share of its largest one-step update.
-# Measured on this model and data: synchronized BatchNorm 3.4% at most, per-replica BatchNorm
-# statistics 72%; one device alone, fused against non-fused BatchNorm kernels, up to 8% (on
+# Measured on this model and data: synchronized BatchNorm 3.4% (AMD EPYC, AVX2) and 5.3% (Intel
+# Xeon, AVX-512) at most, per-replica BatchNorm statistics 69-72%; one device alone, fused against non-fused BatchNorm kernels, up to 8% (on
 # random images).
 UPDATE_TOLERANCE = 0.15
+# A re-estimated BatchNorm statistic may differ from one device's by 2% of itself plus this share
+# of the statistic's largest value. Measured beyond the 2%: synchronized BatchNorm under 0.1% (AMD
+# EPYC, AVX2) and 0.17% (Intel Xeon, AVX-512); per-replica statistics 1-12% on all but the first
+# layer.
+STATISTIC_TOLERANCE = 0.005
 
 _SCRIPT = textwrap.dedent('''
     import json, os, sys
@@ -169,6 +174,17 @@ def _update_ratios(out, name):
   return ratios
 
 
+def _statistics_apart(out, name):
+  """The re-estimated BatchNorm statistics of `name` outside the tolerance of one device's."""
+  one, other = np.load(out / 'one_step.npz'), np.load(out / f'{name}.npz')
+  apart = []
+  for variable in sorted(v for v in one.files if 'moving_' in v):
+    excess = np.abs(other[variable] - one[variable]) - 0.02 * np.abs(one[variable])
+    if excess.max() > STATISTIC_TOLERANCE * np.abs(one[variable]).max():
+      apart.append(variable)
+  return apart
+
+
 def test_one_step_on_two_replicas_matches_one_device(trained):
   """Same seed, weights and global batch: the step's update agrees with one device's, and the
   BatchNorm statistics re-estimated after it too."""
@@ -176,22 +192,21 @@ def test_one_step_on_two_replicas_matches_one_device(trained):
   ratios = _update_ratios(out, 'two_step')
   worst = max(ratios, key=ratios.get)
   assert ratios[worst] <= UPDATE_TOLERANCE, (worst, ratios[worst])
-  one, two = np.load(out / 'one_step.npz'), np.load(out / 'two_step.npz')
-  initial = np.load(out / 'one_step.initial.npz')
+  one, initial = np.load(out / 'one_step.npz'), np.load(out / 'one_step.initial.npz')
   for variable in one.files:
     if 'moving_' in variable:
       # Re-estimated from the same 48 drawings, not left at their initial values.
       assert not np.allclose(one[variable], initial[variable]), variable
-      np.testing.assert_allclose(two[variable], one[variable], rtol=0.02,
-                                 atol=1e-3 * float(np.abs(one[variable]).max()),
-                                 err_msg=variable)
+  assert _statistics_apart(out, 'two_step') == []
 
 
 def test_per_replica_batchnorm_would_not_match(trained):
   """The comparison above can fail: BatchNorm statistics of each replica's half of the batch
-  move the weights well away from one device's step."""
+  move the weights well away from one device's step, and the statistics re-estimated after it."""
   out, _ = trained
   assert max(_update_ratios(out, 'two_step_per_replica').values()) > 2 * UPDATE_TOLERANCE
+  # 16 re-estimated statistics (a mean and a variance for each of 8 BatchNorm layers).
+  assert len(_statistics_apart(out, 'two_step_per_replica')) > 16 // 2
 
 
 def test_the_exported_models_answer_alike(trained):
