@@ -51,8 +51,9 @@ def _comparison(run: RunResults) -> str:
   kept = [line for line in text.strip().splitlines() if not line.startswith('#')]
   uri = run.nodes['ModelComparison'].outputs['comparison'][0].uri
   # A relative URI is relative to the folder the run started in, as the store's path is.
-  if os.path.abspath(uri).startswith(run.output_dir + os.sep):
-    uri = os.path.relpath(os.path.abspath(uri), run.output_dir)
+  absolute = os.path.abspath(uri)
+  if absolute.startswith(run.output_dir + os.sep):
+    uri = os.path.relpath(absolute, run.output_dir)
   return '\n'.join(kept + ['', f'Every metric, side by side: `{uri}/comparison.md` in the run\'s '
                                'output directory.'])
 

@@ -28,8 +28,8 @@ ONE_STEP = {'epochs': 1, 'batch_size': TRAINING_EXAMPLES, 'optimizer': 'sgd',
             'learning_rate': 0.01, 'batchnorm_recalibration_batches': 1}
 # A variable may differ from one device's by this share of its largest one-step update.
 # Measured on this model and data: synchronized BatchNorm 3.4% (AMD EPYC, AVX2) and 5.3% (Intel
-# Xeon, AVX-512) at most, per-replica BatchNorm statistics 69-72%; one device alone, fused against non-fused BatchNorm kernels, up to 8% (on
-# random images).
+# Xeon, AVX-512) at most, per-replica BatchNorm statistics 69-72%; one device alone, fused
+# against non-fused BatchNorm kernels, up to 8% (on random images).
 UPDATE_TOLERANCE = 0.15
 # A re-estimated BatchNorm statistic may differ from one device's by 2% of itself plus this share
 # of the statistic's largest value. Measured beyond the 2%: synchronized BatchNorm under 0.1% (AMD
