@@ -341,10 +341,11 @@ def main(argv=None) -> int:
   return 0
 
 
-def emit(result: dict, output_path=None) -> None:
-  """Prints the result as JSON and, with a path, writes it there too."""
+def emit(result: dict, output_path=None, quiet: bool = False) -> None:
+  """Prints the result as JSON (unless `quiet`) and, with a path, writes it there too."""
   text = json.dumps(result, indent=2, default=float)
-  print(text)
+  if not quiet:
+    print(text)
   if output_path:
     with open(output_path, 'w') as f:
       f.write(text + '\n')

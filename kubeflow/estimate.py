@@ -16,8 +16,9 @@ import os
 import statistics
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
+from components.model_anatomy import layer_macs  # noqa: F401  (tests and callers use it here)
 from models import legacy_keras
 from pipeline import config as config_lib
 
@@ -27,21 +28,6 @@ GPU_PEAK_TFLOPS = {'T4': 8.1, 'L4': 30.3, 'V100': 15.7, 'A100': 19.5}
 # measurement (no GPU here); the lower bound at 100% is printed next to it.
 ASSUMED_UTILIZATION = 0.4
 TRAINING_FLOPS_PER_FORWARD = 3
-
-
-def layer_macs(model) -> List[Tuple[str, int]]:
-  """(layer name, multiply-accumulates for one image) of every Conv2D and Dense layer."""
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  rows = []
-  for layer in model.layers:
-    if isinstance(layer, keras.layers.Conv2D):
-      _, height, width, filters = layer.output_shape
-      kernel_h, kernel_w = layer.kernel_size
-      channels_in = layer.input_shape[-1]
-      rows.append((layer.name, height * width * filters * kernel_h * kernel_w * channels_in))
-    elif isinstance(layer, keras.layers.Dense):
-      rows.append((layer.name, layer.input_shape[-1] * layer.units))
-  return rows
 
 
 def profiler_flops(model, image_size: int) -> int:
@@ -221,9 +207,10 @@ def report(target: config_lib.PipelineConfig, pipeline_root: str, cpus_per_gpu_p
     per = volumes[f'{split}_bytes_per_example']
     lines.append(f'| Examples Split-{split} (gzip TFRecord) | {per:.0f} B per example | '
                  f'{_gb(per * scale * count)} |')
-  epochs = {name: target.training[name].epochs for name in target.models}
+  epochs = {name: target.training[name].passes(train_images) for name in target.models}
   reads = (sum(epochs.values()) * volumes['train_bytes_per_example'] * scale * train_images)
-  lines.append(f'| Trainers read Split-train ({" + ".join(map(str, epochs.values()))} epochs) '
+  lines.append(f'| Trainers read Split-train ({" + ".join(f"{e:g}" for e in epochs.values())} '
+               'epochs) '
                f'| | {_gb(reads)} |')
   lines.append(f'| Statistics | {_gb(volumes["statistics_bytes"])} | about the same (per '
                'feature, not per example) |')

@@ -5,12 +5,12 @@ the global step and the training seconds spent are checkpointed at every epoch e
 least every `save_seconds`. The data are a seeded, repeated stream of batches, so skipping the
 batches already trained on reproduces what the interrupted run would have seen next. A time
 budget counts the seconds of every attempt, so a resumed run stops where an uninterrupted one
-would.
+would, and the schedule's clock (models/schedules.py) continues the same curve.
 """
 import json
 import math
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -59,11 +59,17 @@ class TrainingState:
 
 class Checkpointing(keras.callbacks.Callback):
   """Counts steps and training seconds, checkpoints every epoch and every `save_seconds`,
-  and stops training once `budget_seconds` (0 = none) of training time are spent."""
+  and stops training once `budget_seconds` (0 = none) of training time are spent.
 
-  def __init__(self, state: TrainingState, save_seconds: float, budget_seconds: float = 0.0):
+  With a time budget, `clock` (a schedule's position in steps, models/schedules.py) is set
+  before every batch to the share of the budget spent times `schedule_steps`.
+  """
+
+  def __init__(self, state: TrainingState, save_seconds: float, budget_seconds: float = 0.0,
+               clock: Optional[tf.Variable] = None, schedule_steps: int = 0):
     super().__init__()
     self.state, self.save_seconds, self.budget_seconds = state, save_seconds, budget_seconds
+    self.clock, self.schedule_steps = clock, schedule_steps
     self.saves = 0
     self.stopped_by_budget = False
 
@@ -79,6 +85,10 @@ class Checkpointing(keras.callbacks.Callback):
     self.state.save()
     self.saves += 1
     self._last_save = time.monotonic()
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if self.clock is not None and self.budget_seconds:
+      self.clock.assign(self.schedule_steps * min(self._elapsed() / self.budget_seconds, 1.0))
 
   def on_train_batch_end(self, batch, logs=None):
     self.state.global_step.assign_add(1)
@@ -104,14 +114,15 @@ class Checkpointing(keras.callbacks.Callback):
         self.state.training_seconds.numpy()) >= self.budget_seconds
 
 
-def fit(model: keras.Model, batches_from, steps_per_epoch: int, epochs: int,
+def fit(model: keras.Model, batches_from, steps_per_epoch: int, total_steps: int,
         callbacks: List[keras.callbacks.Callback], checkpointing: Optional[Checkpointing],
         validation_data=None) -> Dict[str, List[float]]:
   """Fits from the checkpoint's step (restored by `checkpointing.state.restore()` before) to
-  `epochs` x `steps_per_epoch` steps, or until the time budget is spent.
+  `total_steps`, or until the time budget is spent.
 
   `batches_from(step)` is the repeated training stream with its first `step` batches skipped.
-  A resumed epoch that was interrupted is finished first, with the steps it has left.
+  A resumed epoch that was interrupted is finished first, with the steps it has left; a budget
+  that ends inside an epoch (a number of images) ends with that partial epoch.
   Returns Keras' history over every epoch of every attempt.
   """
   state = checkpointing.state if checkpointing else None
@@ -121,19 +132,12 @@ def fit(model: keras.Model, batches_from, steps_per_epoch: int, epochs: int,
                  state.directory, start, start // steps_per_epoch + 1,
                  float(state.training_seconds.numpy()))
   all_callbacks = callbacks + ([checkpointing] if checkpointing else [])
-  epoch, offset = divmod(start, steps_per_epoch)
-  segments = []
-  if offset:
-    segments.append((epoch, steps_per_epoch - offset, start))
-    epoch += 1
-  if epoch < epochs:
-    segments.append((epoch, steps_per_epoch, epoch * steps_per_epoch))
-  for first_epoch, steps, from_step in segments:
+  for first_epoch, epochs, steps, from_step in fit_segments(start, steps_per_epoch,
+                                                            total_steps):
     if checkpointing and checkpointing.budget_spent():
       checkpointing.stopped_by_budget = True
       break
-    model.fit(batches_from(from_step), initial_epoch=first_epoch,
-              epochs=first_epoch + 1 if steps != steps_per_epoch else epochs,
+    model.fit(batches_from(from_step), initial_epoch=first_epoch, epochs=first_epoch + epochs,
               steps_per_epoch=steps, validation_data=validation_data, verbose=0,
               callbacks=all_callbacks)
     if checkpointing and checkpointing.stopped_by_budget:
@@ -148,6 +152,25 @@ def fit(model: keras.Model, batches_from, steps_per_epoch: int, epochs: int,
       if key != 'epoch':
         history.setdefault(key, []).append(value)
   return history
+
+
+def fit_segments(start: int, steps_per_epoch: int,
+                 total_steps: int) -> List[Tuple[int, int, int, int]]:
+  """The fit() calls from step `start` to `total_steps`: (first epoch, epochs, steps per
+  epoch, first step). Keras' epochs within one call have equal steps, so the rest of an
+  interrupted epoch and a final partial epoch get calls of their own."""
+  segments, step = [], start
+  while step < total_steps:
+    epoch, offset = divmod(step, steps_per_epoch)
+    whole_epochs = total_steps // steps_per_epoch - epoch
+    if offset == 0 and whole_epochs > 0:
+      segments.append((epoch, whole_epochs, steps_per_epoch, step))
+      step += whole_epochs * steps_per_epoch
+    else:
+      end = min((epoch + 1) * steps_per_epoch, total_steps)
+      segments.append((epoch, 1, end - step, step))
+      step = end
+  return segments
 
 
 def _history_rows(model: keras.Model) -> List[Dict]:

@@ -6,7 +6,6 @@ in tf.data, and the exported SavedModel applies the same graph to what clients s
 """
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from tfx_bsl.public import tfxio
 from models import architectures
 from models import augmentation as augmentation_lib
 from models import batchnorm
+from models import budget as budget_lib
 from models import distribution
 from models import features
 from models import precision
@@ -36,8 +36,10 @@ HISTORY_FILE = 'history.json'
 # In the SavedModel's assets.extra: how the model was trained (precision, budget, steps).
 TRAINING_RUN_FILE = 'training_run.json'
 TRAINING_RUN_KEYS = ('precision', 'precision_reason', 'machine', 'epochs', 'time_budget_minutes',
-                     'stopped_by_time_budget', 'steps', 'images_seen', 'epochs_reached',
-                     'training_seconds', 'resumed_from_step', 'batch_size', 'replicas')
+                     'stopped_by_time_budget', 'budget', 'steps', 'images_seen', 'epochs_reached',
+                     'training_seconds', 'resumed_from_step', 'batch_size', 'replicas',
+                     'optimizer', 'lr_schedule', 'peak_learning_rate', 'warmup_fraction',
+                     'last_learning_rate', 'label_smoothing')
 # A killed Trainer loses at most this much training (checkpoints also at every epoch end).
 CHECKPOINT_SECONDS = 180.0
 # Hash buckets for carving the validation split out of the training drawings (percent).
@@ -205,13 +207,18 @@ def train(fn_args: tfx.components.FnArgs,
 
   num_train, num_validation = _count_examples(fn_args.train_files, fn_args.data_accessor,
                                               tf_transform_output, validation_percent)
-  steps_per_epoch = math.ceil(num_train / batch_size)
+  budget = budget_lib.training_budget(epochs, int(config.get('training_images', 0)),
+                                      budget_seconds / 60, num_train, batch_size)
+  steps_per_epoch = budget.steps_per_epoch
   validation_data = data('validation', shuffle=False) if num_validation else None
 
   def build(size: int) -> keras.Model:
     return architectures.build(name, num_classes, image_size=size,
                                batchnorm_momentum=float(config['batchnorm_momentum']))
 
+  # Checkpoints for resuming: not across a multi-worker cluster, whose workers would have to
+  # save in step with one another (a cluster restarts the whole job instead).
+  single_worker = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   policy, policy_reason = precision.choose(config.get('precision', 'auto'), build, image_size,
                                             batch_size, model_name=name)
   logging.info('%s: computing in %s (%s)', name, policy, policy_reason)
@@ -227,45 +234,50 @@ def train(fn_args: tfx.components.FnArgs,
       keras.mixed_precision.set_global_policy(previous_policy)
     if fn_args.base_model and config.get('warm_start'):
       warm_start(model, fn_args.base_model, categories)
+    # With a time budget the schedule's position is the share of the minutes spent (set by
+    # Checkpointing), so the rate reaches its end when the budget does.
+    clock = (tf.Variable(0.0, trainable=False, name='schedule_clock')
+             if budget.seconds and single_worker else None)
     rate = schedules.learning_rate(
         config.get('lr_schedule', 'constant'), float(config['learning_rate']),
-        total_steps=steps_per_epoch * epochs,
-        warmup_steps=int(float(config.get('warmup_epochs', 0.0)) * steps_per_epoch))
+        total_steps=budget.total_steps,
+        warmup_steps=round(float(config.get('warmup_fraction', 0.0)) * budget.total_steps),
+        clock=clock)
     model.compile(
         optimizer=schedules.optimizer(config.get('optimizer', 'adam'), rate,
                                       float(config.get('weight_decay', 0.0))),
         loss=SmoothedCrossEntropy(num_classes, float(config.get('label_smoothing', 0.0))),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy')],
         jit_compile=bool(config.get('xla')))
-  logging.info('Training %s: %d classes, %d training + %d validation drawings, %d epochs%s, '
-               'batch %d, %s, %d replica(s)', name, num_classes, num_train, num_validation,
-               epochs, f' or {budget_seconds / 60:g} minutes' if budget_seconds else '',
-               batch_size, 'augmented' if augmentation else 'not augmented',
-               strategy.num_replicas_in_sync)
+  logging.info('Training %s: %d classes, %d training + %d validation drawings, %d steps '
+               '(%.2f epochs)%s, batch %d, %s schedule peaking at %g, %s, %d replica(s)', name,
+               num_classes, num_train, num_validation, budget.total_steps,
+               budget.total_steps / steps_per_epoch,
+               f' or {budget_seconds / 60:g} minutes' if budget_seconds else '', batch_size,
+               config.get('lr_schedule', 'constant'), float(config['learning_rate']),
+               'augmented' if augmentation else 'not augmented', strategy.num_replicas_in_sync)
 
   chief = distribution.is_chief(strategy)
   # Non-chief workers of a cluster write their (identical) copies to a scratch folder.
   scratch = None if chief else tempfile.mkdtemp(prefix='worker_')
   run_dir = fn_args.model_run_dir if chief else scratch
-  throughput = training_callbacks.ThroughputLogger(name, epochs, batch_size)
-  callbacks = [throughput, keras.callbacks.TensorBoard(log_dir=run_dir, update_freq='epoch',
+  throughput = training_callbacks.ThroughputLogger(name, budget.epochs, batch_size)
+  callbacks = [training_callbacks.LearningRateLogger(), throughput,
+               keras.callbacks.TensorBoard(log_dir=run_dir, update_freq='epoch',
                                                        profile_batch=0)]
   best = (training_callbacks.BestEpoch(int(config.get('early_stopping_patience', 0)))
           if validation_data else None)
   if best:
     callbacks.append(best)
-  # Checkpoints for resuming: not across a multi-worker cluster, whose workers would have to
-  # save in step with one another (a cluster restarts the whole job instead).
-  single_worker = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   state = resume_lib.TrainingState(resume_dir(fn_args), model) if single_worker else None
   checkpointing = resume_lib.Checkpointing(
       state, float(config.get('checkpoint_seconds', CHECKPOINT_SECONDS)),
-      budget_seconds) if state else None
+      budget_seconds, clock, budget.total_steps) if state else None
   fit_start = time.time()
   resumed_from = state.restore() if state else 0
   history = resume_lib.fit(
       model, lambda step: data('train', augment=augmentation, repeat=True, skip_batches=step),
-      steps_per_epoch, epochs, callbacks, checkpointing, validation_data)
+      steps_per_epoch, budget.total_steps, callbacks, checkpointing, validation_data)
   fit_seconds = time.time() - fit_start
   if best:
     best.restore_best()
@@ -276,7 +288,7 @@ def train(fn_args: tfx.components.FnArgs,
   # that shows the BatchNorm trap is the Evaluator's train accuracy (not repeated here).
   used = (batchnorm.recalibrate_batchnorm(model, data('train', data_seed=seed + 1),
                                           recalibration) if recalibration else 0)
-  steps = int(state.global_step.numpy()) if state else steps_per_epoch * epochs
+  steps = int(state.global_step.numpy()) if state else budget.total_steps
   images_seen = min(steps * batch_size, (steps // steps_per_epoch) * num_train +
                     min((steps % steps_per_epoch) * batch_size, num_train))
   summary = {
@@ -302,6 +314,14 @@ def train(fn_args: tfx.components.FnArgs,
                           else round(fit_seconds, 1),
       'fit_seconds': round(fit_seconds, 1),
       'batchnorm_recalibration_batches': used,
+      'budget': budget.to_dict(),
+      'optimizer': config.get('optimizer', 'adam'),
+      'lr_schedule': config.get('lr_schedule', 'constant'),
+      'peak_learning_rate': float(config['learning_rate']),
+      'warmup_fraction': float(config.get('warmup_fraction', 0.0)),
+      'label_smoothing': float(config.get('label_smoothing', 0.0)),
+      # Where the schedule ended: near zero when a decaying schedule met its budget.
+      'last_learning_rate': schedules.current_rate(model.optimizer),
   }
   serving_dir = fn_args.serving_model_dir if chief else os.path.join(scratch, 'model')
   tf.io.gfile.makedirs(run_dir)

@@ -1,5 +1,5 @@
-"""The Trainer's Keras callbacks: a progress line per epoch, and best-epoch selection that
-survives a fit split over several calls (a resumed run)."""
+"""The Trainer's Keras callbacks: the learning rate in each epoch's logs, a progress line per
+epoch, and best-epoch selection that survives a fit split over several calls (a resumed run)."""
 import math
 import time
 from typing import List
@@ -8,6 +8,16 @@ from absl import logging
 import tf_keras as keras
 
 from models import progress
+from models import schedules
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+  """Adds the rate at each epoch's end to its logs, so history.json, the checkpoint's epoch
+  rows and TensorBoard carry it. Goes before the callbacks that read the logs."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs['learning_rate'] = schedules.current_rate(self.model.optimizer)
 
 
 class ThroughputLogger(keras.callbacks.Callback):
@@ -35,8 +45,11 @@ class ThroughputLogger(keras.callbacks.Callback):
     self.images_per_second.append(rate)
     validation = (f', validation loss {logs["val_loss"]:.4f} accuracy {logs["val_accuracy"]:.4f}'
                   if 'val_loss' in logs else '')
-    logging.info('%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.1f images/s', self._model_name,
-                 epoch + 1, self._epochs, logs['loss'], logs['accuracy'], validation, rate)
+    learning_rate = (f', learning rate {logs["learning_rate"]:.3g}'
+                     if 'learning_rate' in logs else '')
+    logging.info('%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.1f images/s%s',
+                 self._model_name, epoch + 1, self._epochs, logs['loss'], logs['accuracy'],
+                 validation, rate, learning_rate)
 
 
 class BestEpoch(keras.callbacks.Callback):

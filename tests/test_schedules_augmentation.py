@@ -20,6 +20,16 @@ def test_cosine_rises_linearly_then_decays_to_zero():
   assert all(a >= b for a, b in zip(values[10:], values[11:]))
 
 
+def test_linear_rises_then_falls_to_zero_exactly_at_the_budget():
+  rate = schedules.learning_rate('linear', 2e-3, total_steps=110, warmup_steps=10)
+  assert float(rate(0)) == 0.0
+  assert float(rate(5)) == pytest.approx(1e-3)
+  assert float(rate(10)) == pytest.approx(2e-3)
+  assert float(rate(60)) == pytest.approx(1e-3)
+  assert float(rate(109)) == pytest.approx(2e-3 / 100, rel=1e-4)
+  assert float(rate(110)) == 0.0 and float(rate(500)) == 0.0
+
+
 def test_one_cycle_starts_low_peaks_after_30_percent_and_ends_near_zero():
   rate = schedules.learning_rate('one_cycle', 1e-2, total_steps=100)
   assert float(rate(0)) == pytest.approx(1e-2 / 25)
@@ -28,12 +38,35 @@ def test_one_cycle_starts_low_peaks_after_30_percent_and_ends_near_zero():
   assert max(float(rate(s)) for s in range(101)) == pytest.approx(1e-2)
 
 
-def test_constant_without_warmup_is_a_plain_number_and_unknown_names_are_refused():
-  assert schedules.learning_rate('constant', 3e-4, 100) == 3e-4
+def test_constant_holds_its_rate_after_the_warm_up_and_unknown_names_are_refused():
+  rate = schedules.learning_rate('constant', 3e-4, 100, warmup_steps=4)
+  assert float(rate(2)) == pytest.approx(1.5e-4)
+  assert [float(rate(s)) for s in (4, 50, 100, 1000)] == pytest.approx([3e-4] * 4)
   with pytest.raises(ValueError, match='unknown lr_schedule'):
     schedules.learning_rate('step', 3e-4, 100)
   with pytest.raises(ValueError, match='unknown optimizer'):
     schedules.optimizer('lamb', 3e-4)
+
+
+def test_a_time_budget_clock_moves_the_schedule_ahead_of_the_step_count():
+  # A slow machine: 10 steps done but 75% of the minutes spent, so the rate is where
+  # 75% of the curve is, and it reaches zero when the minutes run out.
+  clock = tf.Variable(0.0)
+  rate = schedules.learning_rate('linear', 1e-3, total_steps=100, clock=clock)
+  assert float(rate(10)) == pytest.approx(9e-4)
+  clock.assign(75.0)
+  assert float(rate(10)) == pytest.approx(2.5e-4)
+  clock.assign(100.0)
+  assert float(rate(10)) == 0.0
+
+
+def test_current_rate_reads_the_optimizer_at_its_step():
+  optimizer = schedules.optimizer('adam', schedules.learning_rate('linear', 1e-3, 10))
+  variable = tf.Variable([1.0])
+  for _ in range(5):
+    optimizer.apply_gradients([(tf.constant([0.1]), variable)])
+  assert schedules.current_rate(optimizer) == pytest.approx(5e-4)
+  assert schedules.current_rate(schedules.optimizer('adam', 3e-4)) == pytest.approx(3e-4)
 
 
 def test_weight_decay_spares_batchnorm_and_biases():

@@ -30,7 +30,7 @@ def trained(data, tmp_path_factory):
   work = str(tmp_path_factory.mktemp('trained'))
   args = training_fixtures.fn_args(examples, transform, work, epochs=2, validation_percent=25,
                                    augment=True, augment_stroke_jitter=0.5,
-                                   lr_schedule='cosine', warmup_epochs=0.5, optimizer='adamw',
+                                   lr_schedule='cosine', warmup_fraction=0.25, optimizer='adamw',
                                    weight_decay=1e-4, label_smoothing=0.1)
   trainer.run_fn(args)
   return args
