@@ -1,15 +1,16 @@
 """The report's data: one pipeline run, gathered from ML Metadata and its artifacts.
 
 `gather` reads what the run recorded (the Evaluators' TFMA evaluations and metrics.json, their
-per-query results, the
-Trainers' settings and histories, the ExampleGen's manifest and test drawings, ModelComparison,
-the executions' times) into a `RunResults`, a plain structure the tables, figures and templates
-read; nothing here computes a metric.
+per-query results, the Trainers' settings, histories and exported models, the Pushers' model
+cards, the ExampleGen's manifest and test drawings, ModelComparison, the executions' times and
+their lineage) into a `RunResults`, a plain structure the tables, figures and templates read;
+nothing here computes a metric.
 """
 from __future__ import annotations  # Annotations name `results`, imported only when needed.
 
 import dataclasses
 import json
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -33,6 +34,10 @@ class ModelResults:
   training: Dict[str, Any]  # The Trainer's custom_config: the model's training settings.
   per_query: Dict[str, np.ndarray]  # The Evaluator's per-query arrays of the test split.
   pushed_to: str  # '' when not pushed.
+  # The exported model's layers and totals (components/model_anatomy.py; {} when unreadable).
+  architecture: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  pushed_version: str = ''
+  card: Dict[str, Any] = dataclasses.field(default_factory=dict)  # The pushed model's card.
 
 
 @dataclasses.dataclass
@@ -114,13 +119,33 @@ def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults
       text = _read_text(os.path.join(trainer.outputs['model_run'][0].uri,
                                      trainer_lib.HISTORY_FILE))
       history = json.loads(text) if text else {}
-  pushed_to = ''
+  pushed_to, pushed_version, card = '', '', {}
   pusher = nodes.get(f'Pusher.{name}')
   if pusher is not None and pusher.outputs.get('pushed_model'):
-    props = pusher.outputs['pushed_model'][0].custom_properties
+    pushed = pusher.outputs['pushed_model'][0]
+    props = pushed.custom_properties
     if 'pushed' in props and props['pushed'].int_value:
       pushed_to = props['pushed_destination'].string_value
-  return ModelResults(name, metrics, history, training, per_query, pushed_to)
+      pushed_version = props['pushed_version'].string_value if 'pushed_version' in props else ''
+      from components import registry_store  # pylint: disable=g-import-not-at-top
+      text = _read_text(os.path.join(pushed.uri, registry_store.MODEL_CARD_FILE))
+      card = json.loads(text) if text else {}
+  return ModelResults(name, metrics, history, training, per_query, pushed_to,
+                      _architecture(trainer), pushed_version, card)
+
+
+def _architecture(trainer: Optional[results.NodeRun]) -> Dict[str, Any]:
+  """The anatomy of the Trainer's exported model, loaded back into Keras ({} without one)."""
+  if trainer is None or not trainer.outputs.get('model'):
+    return {}
+  from components import model_anatomy  # pylint: disable=g-import-not-at-top
+  from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
+  serving_dir = path_utils.serving_model_path(trainer.outputs['model'][0].uri)
+  try:
+    return model_anatomy.anatomy(model_anatomy.load_exported(serving_dir))
+  except (OSError, ValueError, AttributeError, ImportError) as e:  # Gone, or not Keras.
+    logging.warning('report: no architecture table for %s: %s', trainer.node_id, e)
+    return {}
 
 
 def _with_tfma_values(uri: str, metrics: Dict[str, Any]) -> Dict[str, Any]:

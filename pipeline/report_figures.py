@@ -1,61 +1,39 @@
 """The report's figures (matplotlib, written as PNG) from a `RunResults`.
 
-`draw` writes every figure the run's data allows: sample drawings, learning curves, retrieval
-precision-recall, the per-category figures (report_category_figures), retrieval examples and
-wall time. Each figure function returns False when the run recorded nothing to draw.
+`draw` writes every figure the run's data allows: the pipeline's DAG (report_dag), drawings
+(report_drawing_figures), learning curves and learning rates, retrieval precision-recall,
+the per-category figures (report_category_figures), retrieval examples and wall time. Each
+figure function returns False when the run recorded nothing to draw.
 """
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from pipeline import report_category_figures
+from pipeline import report_dag
 from pipeline import report_data
+from pipeline import report_drawing_figures
+from pipeline import report_recipe
 from pipeline.report_category_figures import pyplot, save
 from pipeline.report_data import get_path
 
 
-def _as_model_input(pngs: Sequence[bytes], image_size: int) -> np.ndarray:
-  """The drawings exactly as the models see them (the Transform's decode and resize)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from models import preprocessing  # pylint: disable=g-import-not-at-top
-  return preprocessing.decode_and_resize(tf.constant(list(pngs)), image_size).numpy()[..., 0]
-
-
-def figure_samples(run: report_data.RunResults, path: str, categories: int = 6,
-                   per_category: int = 5) -> bool:
-  by_category: Dict[str, List[bytes]] = {}
-  for drawing_id in sorted(run.test_drawings):
-    category, png = run.test_drawings[drawing_id]
-    by_category.setdefault(category, []).append(png)
-  chosen = sorted(by_category)[:categories]
-  if not chosen:
-    return False
-  plt = pyplot()
-  figure, axes = plt.subplots(len(chosen), per_category, squeeze=False,
-                              figsize=(1.6 * per_category, 1.7 * len(chosen)))
-  for row, category in enumerate(chosen):
-    images = _as_model_input(by_category[category][:per_category], run.image_size)
-    for column in range(per_category):
-      ax = axes[row][column]
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if column < len(images):
-        ax.imshow(images[column], cmap='gray_r', vmin=0, vmax=1)
-      if column == 0:
-        ax.set_ylabel(category, fontsize=9)
-  figure.suptitle(f'Test drawings as the models see them ({run.image_size}x{run.image_size})',
-                  fontsize=10)
-  save(figure, path)
-  return True
-
-
 def figure_learning_curves(run: report_data.RunResults, path: str) -> bool:
+  """Loss and accuracy per epoch, and the learning rate at each epoch's end when recorded."""
   curves = [(m.name, m.history.get('history', {})) for m in run.models if m.history]
   if not curves:
     return False
+  rates = [(m.name, report_recipe.epoch_rates(m)) for m in run.models]
+  rates = [(name, r) for name, r in rates if r]
   plt = pyplot()
-  figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+  figure, axes = plt.subplots(1, 3 if rates else 2, figsize=(14 if rates else 10, 3.6))
+  loss_ax, acc_ax = axes[0], axes[1]
+  if rates:
+    for name, values in rates:
+      axes[2].plot(range(1, len(values) + 1), values, marker='o', label=name)
+    axes[2].set_ylabel('learning rate')
+    axes[2].ticklabel_format(axis='y', style='sci', scilimits=(0, 0))
   for name, history in curves:
     for key, values in sorted(history.items()):
       epochs = range(1, len(values) + 1)
@@ -64,9 +42,16 @@ def figure_learning_curves(run: report_data.RunResults, path: str) -> bool:
         loss_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
       elif key.endswith('accuracy'):
         acc_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
+  for m in run.models:  # The Evaluator's test accuracy: the gap to the training curve.
+    if m.history and m.metrics.get('test_accuracy') is not None:
+      acc_ax.axhline(m.metrics['test_accuracy'], ls=':', lw=1.2, color='0.3' if m is
+                     run.models[0] else '0.6', label=f'{m.name} test accuracy (Evaluator)')
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
-  for ax, title in ((loss_ax, 'loss per epoch'), (acc_ax, 'accuracy per epoch')):
+  titles = ['loss per epoch', 'accuracy per epoch', 'learning rate at each epoch end']
+  epochs = max((len(v) for _, h in curves for v in h.values() if isinstance(v, list)), default=1)
+  for ax, title in zip(axes, titles):
     ax.set_xlabel('epoch')
+    ax.set_xlim(0.5, epochs + 0.5)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -131,8 +116,8 @@ def figure_retrieval(run: report_data.RunResults, model: report_data.ModelResult
   figure, axes = plt.subplots(len(rows), k + 1, squeeze=False,
                               figsize=(1.25 * (k + 1), 1.45 * len(rows)))
   for row, (query, found) in enumerate(rows):
-    pictures = _as_model_input([run.test_drawings[ids[i]][1] for i in [query] + found],
-                               run.image_size)
+    pictures = report_drawing_figures.as_model_input(
+        [run.test_drawings[ids[i]][1] for i in [query] + found], run.image_size)
     for column in range(k + 1):
       ax = axes[row][column]
       ax.set_xticks([])
@@ -185,14 +170,17 @@ def draw(run: report_data.RunResults, out_dir: str, folder: str) -> Dict[str, st
     relative = f'{folder}/{name}.png'
     if draw_figure(*args, os.path.join(out_dir, relative)):
       figures[name] = relative
-  add('samples', figure_samples, run)
+  add('pipeline_dag', report_dag.figure_dag, run.nodes)
+  add('samples', report_drawing_figures.figure_samples, run)
   add('learning_curves', figure_learning_curves, run)
   add('pr_curves', figure_pr_curves, run)
   # One category order for every per-category figure.
   order = report_category_figures.category_order(run.models)
   add('per_category', report_category_figures.figure_per_category, run.models, order)
+  add('category_extremes', report_drawing_figures.figure_extremes, run, order)
   for model in run.models:
     add(f'confusion_{model.name}', report_category_figures.figure_confusion, model, order)
+    add(f'confused_{model.name}', report_drawing_figures.figure_confusions, run, model)
   for model in run.models:
     add(f'retrieval_{model.name}', figure_retrieval, run, model)
   add('wall_time', figure_wall_time, run)

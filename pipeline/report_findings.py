@@ -1,14 +1,15 @@
-"""The report's statements: what the run's values say, each derived from them.
+"""The report's findings, grouped by the question they answer: classification, similarity
+search, per category, training behaviour.
 
 Every function reads a `RunResults` and returns sentences (or nothing) whose every number,
 name and verdict comes from the recorded values: who leads on which metric, whether the lead
 exceeds its 95% interval, the train-test gap, how the embeddings compare with the floors, the
 training budgets, what was pushed and why not. A sentence whose values are missing is left out.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from components import confidence
-from pipeline import config as config_lib
+from pipeline import report_recipe
 from pipeline import report_tables
 from pipeline.report_data import ModelResults, RunResults, get_path
 from pipeline.report_tables import metric_text, num, pct
@@ -22,28 +23,35 @@ HEADLINE_KEYS = (('test_accuracy', 'test accuracy', True), ('map', 'retrieval mA
 
 
 def budget(run: RunResults) -> str:
-  """Whether the models had the same training budget, from their settings and histories."""
-  if len(run.models) < 2 or any(m.training.get('epochs') is None for m in run.models):
+  """Whether the models had the same training budget, from their histories (the budget as
+  run) or settings, and the epochs each reached."""
+  if len(run.models) < 2:
     return ''
-  budgets = {(m.training.get('epochs'), m.training.get('time_budget_minutes') or 0)
-             for m in run.models}
-  reached = ', '.join(f'{m.name} {m.history["epochs_reached"]:.2f}' for m in run.models
-                      if m.history.get('epochs_reached') is not None)
-  if len(budgets) > 1:
-    return ('The models had different training budgets (' + '; '.join(
-        f'{m.name}: {_epochs(m.training.get("epochs"))}'
-        + (f' or {m.training["time_budget_minutes"]:g} minutes'
-           if m.training.get('time_budget_minutes') else '') for m in run.models)
-        + '), so the comparison is not on equal footing.')
-  epochs, minutes = budgets.pop()
-  limit = (f'{minutes:g} minutes of training (at most {_epochs(epochs)})' if minutes
-           else _epochs(epochs))
-  return (f'Both models had the same training budget: {limit}'
+  budgets = {m.name: report_recipe.model_budget(m) for m in run.models}
+  if not all(budgets.values()):
+    return ''
+  reached = ', '.join(
+      f'{m.name} {m.history["epochs_reached"]:.2f}'
+      + (f' ({m.history["images_seen"]:,} drawings)' if m.history.get('images_seen') is not None
+         else '')
+      for m in run.models if m.history.get('epochs_reached') is not None)
+  if len(set(budgets.values())) > 1:
+    return ('The models had different training budgets ('
+            + '; '.join(f'{name}: {text}' for name, text in budgets.items())
+            + '), so the comparison is not on equal footing.')
+  return (f'Both models had the same training budget, {budgets[run.models[0].name]}'
           + (f'; epochs reached: {reached}.' if reached else '.'))
 
 
-def _epochs(count) -> str:
-  return f'{count} epoch' if count == 1 else f'{count} epochs'
+def learning_rate_end(model: ModelResults) -> str:
+  """Where the learning rate ended against its peak, from the Trainer's history."""
+  h = model.history
+  last, peak = h.get('last_learning_rate'), h.get('peak_learning_rate')
+  if last is None or not peak:
+    return ''
+  return (f'{model.name}\'s learning rate ended at {report_recipe.rate(last)}, '
+          f'{last / peak:.1%} of its peak {report_recipe.rate(peak)}'
+          + (', the end of its schedule' if last <= 1e-3 * peak else '') + '.')
 
 
 def interval_note(run: RunResults) -> str:
@@ -83,111 +91,128 @@ def lead(run: RunResults, key: str) -> Tuple[Optional[str], Optional[bool]]:
   return better[0].name, first[0] > second[1]
 
 
-def discussion(run: RunResults) -> List[str]:
-  """Statements that the measured values support, one per bullet."""
+def _leads(run: RunResults, keys) -> List[str]:
   points = []
-  for key, label in (('test_accuracy', 'test accuracy'), ('map', 'retrieval mAP (L2)'),
-                     ('test_top5_accuracy', 'top-5 test accuracy'),
-                     ('map_cosine', 'retrieval mAP with cosine distance')):
+  for key, label in keys:
     better = _better(run, key)
     if better:
       points.append(f'{better[0].name} is ahead of {better[1].name} on {label}: '
                     f'{metric_text(better[0].metrics, key)} against '
                     f'{metric_text(better[1].metrics, key)}.')
+  return points
+
+
+def _paired(run: RunResults, key: str) -> List[str]:
+  return [text for k, text in difference_statements(run, with_keys=True) if k == key]
+
+
+def classification(run: RunResults) -> List[str]:
+  """Who leads on top-1 and top-5 and whether the lead exceeds its interval."""
+  points = _leads(run, (('test_accuracy', 'test accuracy'),
+                        ('test_top5_accuracy', 'top-5 test accuracy')))
+  points += _paired(run, 'test_accuracy')
+  for m in run.models:
+    chance = m.metrics.get('chance_accuracy')
+    test = m.metrics.get('test_accuracy')
+    if chance and test is not None:
+      points.append(f'{m.name} classifies {test / chance:.1f}x as many test drawings correctly '
+                    f'as chance ({pct(test)} against {pct(chance)}).')
   wins = run.comparison.get('wins') or {}
   if wins and run.comparison.get('models'):
     first, second = run.comparison['models'][:2]
     points.append(f'Over all {sum(wins.values())} compared metrics (ModelComparison, floors '
                   f'excluded), {first} is better on {wins.get(first, 0)}, {second} on '
                   f'{wins.get(second, 0)}, and {wins.get("tie", 0)} are tied.')
+  return points
+
+
+def retrieval(run: RunResults) -> List[str]:
+  """mAP and P@10 leads, the embeddings against the floors, L2 against cosine."""
+  points = _leads(run, (('map', 'retrieval mAP (L2)'),
+                        ('retrieval.l2.precision_at_k.10', 'precision at 10 (L2)'),
+                        ('map_cosine', 'retrieval mAP with cosine distance')))
+  points += _paired(run, 'map')
   for m in run.models:
-    points += _model_points(m)
+    raw = get_path(m.metrics, 'floors.raw_pixels_map')
+    random_map = get_path(m.metrics, 'floors.random_map')
+    if m.metrics.get('map') is not None and random_map:
+      text = (f'{m.name}\'s fc_1 embeddings retrieve at mAP {num(m.metrics["map"])}, '
+              f'{m.metrics["map"] / random_map:.1f}x the random ranking ({num(random_map)})')
+      if raw:
+        text += (f' and {m.metrics["map"] / raw:.1f}x raw pixels ({num(raw)})'
+                 if m.metrics['map'] > raw else
+                 f'; raw pixels ({num(raw)}) do as well or better')
+      points.append(text + '.')
+    l2, cosine = m.metrics.get('map'), m.metrics.get('map_cosine')
+    if l2 is not None and cosine is not None:
+      if abs(l2 - cosine) >= DISTANCE_MAP_TOLERANCE:
+        points.append(f'{m.name}: cosine distance on normalised embeddings gives mAP '
+                      f'{num(cosine)}, {"better" if cosine > l2 else "worse"} than L2 '
+                      f'({num(l2)}).')
+      else:
+        points.append(f'{m.name}: cosine distance gives the same mAP as L2 to within '
+                      f'{DISTANCE_MAP_TOLERANCE} ({num(cosine)} against {num(l2)}).')
   return points
 
 
-def _model_points(m: ModelResults) -> List[str]:
+def per_category(run: RunResults, categories: Sequence[str] = ()) -> List[str]:
+  """The categories both models find hardest and easiest (`categories`: best mean accuracy
+  first), and each model's best and worst retrieved and most confused categories."""
   points = []
-  train, test = m.metrics.get('train_accuracy'), m.metrics.get('test_accuracy')
-  if train is not None and test is not None:
-    gap = train - test
-    side = 'more than' if gap > OVERFITTING_GAP else 'within'
-    points.append(f'{m.name}: train accuracy {pct(train)}, test {pct(test)}, a gap of '
-                  f'{gap * 100:+.1f} points, {side} the {OVERFITTING_GAP * 100:.0f} that this '
-                  'report takes as a sign of overfitting.')
-  raw = get_path(m.metrics, 'floors.raw_pixels_map')
-  random_map = get_path(m.metrics, 'floors.random_map')
-  if m.metrics.get('map') is not None and random_map:
-    text = (f'{m.name}\'s fc_1 embeddings retrieve at mAP {num(m.metrics["map"])}, '
-            f'{m.metrics["map"] / random_map:.1f}x the random ranking ({num(random_map)})')
-    if raw:
-      text += (f' and {m.metrics["map"] / raw:.1f}x raw pixels ({num(raw)})'
-               if m.metrics['map'] > raw else
-               f'; raw pixels ({num(raw)}) do as well or better')
-    points.append(text + '.')
-  l2, cosine = m.metrics.get('map'), m.metrics.get('map_cosine')
-  if l2 is not None and cosine is not None and abs(l2 - cosine) >= DISTANCE_MAP_TOLERANCE:
-    points.append(f'{m.name}: cosine distance on normalised embeddings gives mAP '
-                  f'{num(cosine)}, {"better" if cosine > l2 else "worse"} than L2 '
-                  f'({num(l2)}).')
-  pairs = report_tables.confusion_pairs(m, 3)
-  if pairs:
-    listed = '; '.join(f'{t} taken for {p} ({n} of {total})' for t, p, n, total in pairs)
-    points.append(f'{m.name}\'s most frequent confusions on the test split: {listed}.')
-  per_ap = get_path(m.metrics, 'retrieval.l2.per_category_ap') or {}
-  scored = sorted((v, c) for c, v in per_ap.items() if v is not None)
-  if len(scored) >= 2:
-    points.append(f'{m.name} retrieves {scored[-1][1]} best (AP {num(scored[-1][0])}) and '
-                  f'{scored[0][1]} worst (AP {num(scored[0][0])}).')
+  if len(categories) >= 2:
+    ends = min(3, len(categories) // 2)
+    points.append(f'Easiest for the models (mean test accuracy): {", ".join(categories[:ends])}; '
+                  f'hardest: {", ".join(reversed(categories[-ends:]))}.')
+  for m in run.models:
+    per_ap = get_path(m.metrics, 'retrieval.l2.per_category_ap') or {}
+    scored = sorted((v, c) for c, v in per_ap.items() if v is not None)
+    if len(scored) >= 2:
+      points.append(f'{m.name} retrieves {scored[-1][1]} best (AP {num(scored[-1][0])}) and '
+                    f'{scored[0][1]} worst (AP {num(scored[0][0])}).')
+    pairs = report_tables.confusion_pairs(m, 3)
+    if pairs:
+      listed = '; '.join(f'{t} taken for {p} ({n} of {total})' for t, p, n, total in pairs)
+      points.append(f'{m.name}\'s most frequent confusions on the test split: {listed}.')
   return points
 
 
-def conclusions(run: RunResults) -> List[str]:
+def training_behaviour(run: RunResults) -> List[str]:
+  """The train-test gaps, the budget and what it allowed, whether the loss was still falling."""
   points = []
-  leads = {label: lead(run, key) for key, label in (('test_accuracy', 'classification'),
-                                                    ('map', 'similarity search'))}
-  names = {name for name, _ in leads.values() if name}
-  if len(names) == 1 and all(significant for _, significant in leads.values()):
-    points.append(f'In this run {names.pop()} is the better model for both classification and '
-                  'similarity search, by more than the uncertainty of the test set.')
-  else:
-    for label, (name, significant) in leads.items():
-      if name is None:
-        continue
-      margin = {True: ', by more than the uncertainty of the test set.',
-                False: ', within the uncertainty of the test set: no winner on this data.',
-                None: ' (no interval recorded to judge the margin).'}[significant]
-      points.append(f'{name} is ahead on {label}{margin}')
-  scale = _scale_statement(run)
-  if scale:
-    points.append(scale)
-  points += difference_statements(run)
-  points.append(push_statement(run))
+  for m in run.models:
+    train, test = m.metrics.get('train_accuracy'), m.metrics.get('test_accuracy')
+    if train is not None and test is not None:
+      gap = train - test
+      side = 'more than' if gap > OVERFITTING_GAP else 'within'
+      points.append(f'{m.name}: train accuracy {pct(train)}, test {pct(test)}, a gap of '
+                    f'{gap * 100:+.1f} points, {side} the {OVERFITTING_GAP * 100:.0f} that this '
+                    'report takes as a sign of overfitting.')
+  shared = budget(run)
+  if shared:
+    points.append(shared)
+  for m in run.models:
+    losses = (m.history.get('history') or {}).get('loss') or []
+    if len(losses) >= 2 and losses[-2]:
+      change = losses[-1] / losses[-2] - 1
+      state = ('still falling' if change < -0.01 else 'flat' if change <= 0.01 else 'rising')
+      points.append(f'{m.name}\'s training loss was {state} over the last epoch '
+                    f'({losses[-2]:.3f} to {losses[-1]:.3f}, {change:+.1%})'
+                    + ('; more training would likely still help.' if state == 'still falling'
+                       else '.'))
+    if m.history.get('stopped_by_time_budget'):
+      reached = m.history.get('epochs_reached')
+      points.append(f'{m.name} was stopped by its time budget'
+                    + (f' after {reached:.2f} epochs.' if reached is not None else '.'))
+    rate_end = learning_rate_end(m)
+    if rate_end:
+      points.append(rate_end)
   return points
 
 
-def _scale_statement(run: RunResults) -> str:
-  """How the run's data and training compare with the `full` profile's, when smaller."""
-  full = config_lib.PROFILES['full']
-  full_epochs = full.training[config_lib.MODEL_NAMES[0]].epochs
-  s = run.sampling
-  reached = {m.name: m.history.get('epochs_reached') for m in run.models}
-  planned = {m.name: m.training.get('epochs') for m in run.models}
-  trained = ', '.join(f'{n}: {e:.2f} epochs' if e is not None else f'{n}: {_epochs(planned[n])}'
-                      for n, e in reached.items() if e is not None or planned[n] is not None)
-  short_data = s.get('train_per_category') and s['train_per_category'] < full.train_per_category
-  short_training = any(e is not None and e < full_epochs for e in reached.values())
-  if not (short_data or short_training):
-    return ''
-  return (f'The run used {s.get("train_per_category", "?")} training drawings per category'
-          + (f' and trained {trained}' if trained else '')
-          + f'; the `full` profile trains {full.num_categories} categories x '
-          f'{full.train_per_category} drawings for {full_epochs} epochs. The numbers describe '
-          'this budget.')
-
-
-def difference_statements(run: RunResults) -> List[str]:
+def difference_statements(run: RunResults, with_keys: bool = False) -> List:
   """Whether each headline difference between the two models exceeds its uncertainty: from
-  ModelComparison's paired interval when present, else from the two models' own intervals."""
+  ModelComparison's paired interval when present, else from the two models' own intervals
+  (with_keys: (metrics key, statement) pairs)."""
   if len(run.models) < 2:
     return []
   paired = run.comparison.get('paired_difference') or {}
@@ -195,7 +220,7 @@ def difference_statements(run: RunResults) -> List[str]:
   for key, label, percent in HEADLINE_KEYS:
     row = paired.get(key) or {}
     if row.get('ci95') is not None and row.get('difference') is not None:
-      points.append(_paired_statement(run, row, label, percent))
+      points.append((key, _paired_statement(run, row, label, percent)))
       continue
     values = [(m, m.metrics.get(key), m.metrics.get(f'{key}_ci95')) for m in run.models[:2]]
     if any(v is None or ci is None for _, v, ci in values):
@@ -203,13 +228,13 @@ def difference_statements(run: RunResults) -> List[str]:
     (a, _, ia), (b, _, ib) = sorted(values, key=lambda x: -x[1])
     bounds = lambda ci: confidence.format_bounds(ci, percent)
     if ia[0] > ib[1]:
-      points.append(f'On {label}, {a.name}\'s 95% interval {bounds(ia)} lies entirely above '
+      points.append((key, f'On {label}, {a.name}\'s 95% interval {bounds(ia)} lies entirely above '
                     f'{b.name}\'s {bounds(ib)}: the difference exceeds the sampling '
-                    'uncertainty of this test set.')
+                    'uncertainty of this test set.'))
     else:
-      points.append(f'On {label}, the 95% intervals of {a.name} {bounds(ia)} and {b.name} '
-                    f'{bounds(ib)} overlap: they do not show that the models differ.')
-  return points
+      points.append((key, f'On {label}, the 95% intervals of {a.name} {bounds(ia)} and {b.name} '
+                    f'{bounds(ib)} overlap: they do not show that the models differ.'))
+  return points if with_keys else [text for _, text in points]
 
 
 def _paired_statement(run: RunResults, row, label: str, percent: bool) -> str:
@@ -227,12 +252,13 @@ def _paired_statement(run: RunResults, row, label: str, percent: bool) -> str:
                  f'on {label}.')
 
 
-def push_statement(run: RunResults) -> str:
-  """Which models were pushed, the blessing thresholds, and the checks an unpushed model
-  failed, from the Evaluators' blessing sections."""
+def push_statement(run: RunResults, thresholds_too: bool = True) -> str:
+  """Which models were pushed, the blessing thresholds (unless the text states them
+  elsewhere), and the checks an unpushed model failed, from the Evaluators' blessing
+  sections."""
   pushed = [m.name for m in run.models if m.pushed_to]
   text = f'Pushed to the model registry: {", ".join(pushed) if pushed else "none"}.'
-  thresholds = run.models[0].metrics.get('thresholds') or {}
+  thresholds = (run.models[0].metrics.get('thresholds') or {}) if thresholds_too else {}
   if thresholds.get('min_test_accuracy') is not None and thresholds.get('min_map') is not None:
     drops = [f'{label} more than {shown(thresholds[key])} below'
              for key, label, shown in (('max_accuracy_drop', 'test accuracy', pct),

@@ -64,25 +64,54 @@ def floors(run: report_data.RunResults) -> Dict[str, Any]:
           'raw_pixels_dim': get_path(first, 'floors.raw_pixels_dim')}
 
 
-def headline(run: report_data.RunResults) -> Table:
-  """Each model's accuracy and retrieval, then the floors: the report's summary table."""
+def classification(run: report_data.RunResults) -> Table:
+  """Each model's top-1 and top-5 accuracy on both splits with their intervals, then chance."""
   rows = []
   for m in run.models:
     metrics = m.metrics
+    train, test = metrics.get('train_accuracy'), metrics.get('test_accuracy')
     rows.append([f'**{m.name}**', with_interval(metrics, 'train_accuracy'),
                  with_interval(metrics, 'test_accuracy'),
                  with_interval(metrics, 'train_top5_accuracy'),
-                 with_interval(metrics, 'test_top5_accuracy'), with_interval(metrics, 'map'),
-                 num(get_path(metrics, 'retrieval.l2.precision_at_k.10')),
-                 num(metrics.get('map_cosine')), 'yes' if m.pushed_to else 'no'])
+                 with_interval(metrics, 'test_top5_accuracy'),
+                 'n/a' if train is None or test is None else f'{(train - test) * 100:+.1f} pt'])
+  chance = floors(run)['chance_accuracy']
+  if chance is not None:
+    rows.append(['chance', pct(chance), pct(chance), '', '', ''])
+  return Table(['model', 'train top-1', 'test top-1', 'train top-5', 'test top-5',
+                'train - test (top-1)'], _cells(rows))
+
+
+def retrieval(run: report_data.RunResults) -> Table:
+  """Each model's leave-one-out mAP (with its interval), P@10 and cosine mAP, then the floors."""
+  rows = [[f'**{m.name}**', with_interval(m.metrics, 'map'),
+           num(get_path(m.metrics, 'retrieval.l2.precision_at_k.10')),
+           num(m.metrics.get('map_cosine'))] for m in run.models]
   floor = floors(run)
-  chance = pct(floor['chance_accuracy'])
-  rows.append(['chance / random ranking', chance, chance, '', '', num(floor['random_map']), '',
-               '', ''])
-  rows.append([f'raw {run.image_size}x{run.image_size} pixels (L2)', '', '', '', '',
-               num(floor['raw_pixels_map']), '', '', ''])
-  return Table(['model', 'train top-1', 'test top-1', 'train top-5', 'test top-5', 'mAP (L2)',
-                'P@10 (L2)', 'mAP (cosine, extra)', 'pushed'], _cells(rows))
+  if floor['random_map'] is not None:
+    rows.append(['random ranking', num(floor['random_map']), '', ''])
+  if floor['raw_pixels_map'] is not None:
+    rows.append([f'raw {run.image_size}x{run.image_size} pixels (L2)',
+                 num(floor['raw_pixels_map']), '', ''])
+  return Table(['model', 'mAP (L2)', 'P@10 (L2)', 'mAP (cosine, extra)'], _cells(rows))
+
+
+def paired(run: report_data.RunResults, key: str) -> Optional[Table]:
+  """ModelComparison's paired difference of `key` ('test_accuracy' or 'map'): both values,
+  the difference, its 95% interval and whether the interval excludes 0."""
+  row = (run.comparison.get('paired_difference') or {}).get(key) or {}
+  if row.get('difference') is None or row.get('ci95') is None:
+    return None
+  first, second = run.comparison['models'][:2]
+  percent = 'accuracy' in key
+  show = pct if percent else num
+  difference = (f'{row["difference"] * 100:+.1f} pt' if percent else f'{row["difference"]:+.3f}')
+  return Table(['paired over the same test drawings', first, second,
+                f'{first} - {second}', '95% interval', 'excludes 0'],
+               [[{'test_accuracy': 'test top-1 accuracy', 'map': 'mAP (L2, fc_1)'}.get(key, key),
+                 show(row.get('first')), show(row.get('second')), difference,
+                 confidence.format_bounds(row['ci95'], percent, signed=True),
+                 {True: 'yes', False: 'no'}.get(row.get('excludes_zero'), 'n/a')]])
 
 
 def per_category(model: report_data.ModelResults, count: int = CATEGORY_ROWS) -> Optional[Table]:
@@ -183,30 +212,3 @@ def training_settings(run: report_data.RunResults) -> Table:
   keys = sorted({k for m in run.models for k in m.training} - {'model_name', 'seed'})
   rows = [[k.replace('_', ' ')] + [m.training.get(k, '') for m in run.models] for k in keys]
   return Table(['training setting'] + [m.name for m in run.models], _cells(rows))
-
-
-# (row label, history.json key, how the value is shown)
-_TRAINING_RUN_ROWS = (
-    ('precision', 'precision', str),
-    ('why', 'precision_reason', str),
-    ('time budget', 'time_budget_minutes', lambda v: f'{v:g} min' if v else 'none'),
-    ('stopped by the budget', 'stopped_by_time_budget', lambda v: 'yes' if v else 'no'),
-    ('training steps', 'steps', lambda v: f'{v:,}'),
-    ('drawings trained on', 'images_seen', lambda v: f'{v:,}'),
-    ('epochs reached', 'epochs_reached', lambda v: f'{v:.2f}'),
-    ('training time', 'training_seconds', lambda v: f'{v / 60:.1f} min'),
-    ('images/s (per epoch)', 'images_per_second', lambda v: ', '.join(f'{x:.1f}' for x in v)),
-    ('after fit (BatchNorm re-estimation, export)', 'post_fit_seconds', lambda v: f'{v:.0f} s'),
-    ('resumed from step', 'resumed_from_step', lambda v: f'{v:,}' if v else 'no resume'))
-
-
-def training_run(run: report_data.RunResults) -> Optional[Table]:
-  """What each Trainer did with its settings (history.json): precision, steps, epochs reached."""
-  rows = []
-  for label, key, show in _TRAINING_RUN_ROWS:
-    if any(m.history.get(key) is not None for m in run.models):
-      rows.append([label] + [show(m.history[key]) if m.history.get(key) is not None else ''
-                             for m in run.models])
-  if not rows:
-    return None
-  return Table(['training as it ran'] + [m.name for m in run.models], rows)

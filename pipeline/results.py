@@ -10,6 +10,7 @@ from components import confidence
 from components.embedding_evaluator import read_metrics
 
 _STATES = metadata_store_pb2.Execution.State
+_EVENTS = metadata_store_pb2.Event
 
 
 @dataclasses.dataclass
@@ -24,6 +25,8 @@ class NodeRun:
   end_time: float = 0.0
   # The execution's exec properties (custom_config and the like) as TFX recorded them.
   properties: Dict[str, str] = dataclasses.field(default_factory=dict)
+  # Its input artifacts by input key: with `outputs`, the run's lineage graph.
+  inputs: Dict[str, List[metadata_store_pb2.Artifact]] = dataclasses.field(default_factory=dict)
 
   @property
   def seconds(self) -> float:
@@ -69,15 +72,20 @@ def node_runs(store: metadata_store.MetadataStore, pipeline_name: str,
                  if c.type == 'node'), str(execution.id))
     node_id = node[len(pipeline_name) + 1:] if node.startswith(pipeline_name + '.') else node
     outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    inputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for event in events:
-      if event.execution_id == execution.id and event.type in (
-          metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
-        key = event.path.steps[0].key if event.path.steps else ''
+      if event.execution_id != execution.id:
+        continue
+      key = event.path.steps[0].key if event.path.steps else ''
+      if event.type in (_EVENTS.OUTPUT, _EVENTS.DECLARED_OUTPUT):
         outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+      elif event.type in (_EVENTS.INPUT, _EVENTS.DECLARED_INPUT):
+        inputs.setdefault(key, []).append(artifacts[event.artifact_id])
     properties = {key: _value(value) for key, value in execution.custom_properties.items()}
     result[node_id] = NodeRun(node_id, _STATES.Name(execution.last_known_state), outputs,
                               execution.create_time_since_epoch / 1000,
-                              execution.last_update_time_since_epoch / 1000, properties)
+                              execution.last_update_time_since_epoch / 1000, properties,
+                              inputs)
   return result
 
 

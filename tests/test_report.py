@@ -1,6 +1,7 @@
 """The experiment report of a real smoke run: its numbers equal the run's artifacts, its
 figures are real pictures that load in a browser, and it regenerates from ML Metadata."""
 import base64
+import json
 import os
 import re
 import shutil
@@ -43,9 +44,12 @@ def test_report_figures_are_real_pictures_embedded_in_the_page(smoke_report):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   _, _, out, markdown, page = smoke_report
   figures = fixtures.FIGURE_LINK.findall(markdown)
-  expected = {'samples', 'learning_curves', 'pr_curves', 'wall_time', 'per_category',
-              'retrieval_sknet', 'retrieval_skresnet', 'confusion_sknet', 'confusion_skresnet'}
-  assert {os.path.basename(f)[:-4] for f in figures} == expected
+  expected = {'pipeline_dag', 'samples', 'learning_curves', 'pr_curves', 'wall_time',
+              'per_category', 'category_extremes', 'retrieval_sknet', 'retrieval_skresnet',
+              'confusion_sknet', 'confusion_skresnet'}
+  # A model that confuses no drawing has no figure of its confusions.
+  shown = {os.path.basename(f)[:-4] for f in figures}
+  assert expected <= shown <= expected | {'confused_sknet', 'confused_skresnet'}
   for figure in figures:
     path = os.path.join(out, figure)
     assert os.path.getsize(path) > 5000, figure  # A real picture, not an empty canvas.
@@ -62,24 +66,47 @@ def test_report_figures_are_real_pictures_embedded_in_the_page(smoke_report):
 @pytest.mark.e2e
 def test_report_numbers_equal_the_metrics_artifacts(smoke_report, smoke_nodes):
   config, _, _, markdown, _ = smoke_report
+  classification = fixtures.section(markdown, '### 3.1')
+  retrieval = fixtures.section(markdown, '### 3.2')
+  abstract = fixtures.section(markdown, '## Abstract')
   for model in config.models:
     metrics = _metrics(smoke_nodes, model)
-    row = fixtures.table_row(markdown, f'**{model}**')
+    row = fixtures.table_row(classification, f'**{model}**')
     for column, key in ((1, 'train_accuracy'), (2, 'test_accuracy'), (3, 'train_top5_accuracy'),
-                        (4, 'test_top5_accuracy'), (5, 'map')):
+                        (4, 'test_top5_accuracy')):
       assert row[column] == fixtures.interval(metrics[key], metrics[f'{key}_ci95'],
-                                      'accuracy' in key), key
-    assert row[6] == f'{metrics["retrieval"]["l2"]["precision_at_k"]["10"]:.3f}'
-    assert row[7] == f'{metrics["map_cosine"]:.3f}'
-    assert row[8] == ('yes' if metrics['blessed'] else 'no')
+                                              'accuracy' in key), key
+    row = fixtures.table_row(retrieval, f'**{model}**')
+    assert row[1] == fixtures.interval(metrics['map'], metrics['map_ci95'], False)
+    assert row[2] == f'{metrics["retrieval"]["l2"]["precision_at_k"]["10"]:.3f}'
+    assert row[3] == f'{metrics["map_cosine"]:.3f}'
+    for key in ('test_accuracy', 'map'):
+      assert fixtures.interval(metrics[key], metrics[f'{key}_ci95'], key != 'map') in abstract
     # The per-category table: each category's AP as the Evaluator recorded it.
     for category, ap in metrics['retrieval']['l2']['per_category_ap'].items():
       if ap is not None:
-        assert f'| {category} | {ap:.3f} |' in markdown.split(f'### {model}: per category')[1]
+        assert f'| {category} | {ap:.3f} |' in markdown.split(f'**{model}**, per category')[1]
   floors = _metrics(smoke_nodes, config.models[0])['floors']
-  assert fixtures.table_row(markdown, 'chance / random ranking')[5] == f'{floors["random_map"]:.3f}'
+  assert fixtures.table_row(retrieval, 'random ranking')[1] == f'{floors["random_map"]:.3f}'
   raw_pixels = f'raw {config.image_size}x{config.image_size} pixels (L2)'
-  assert fixtures.table_row(markdown, raw_pixels)[5] == f'{floors["raw_pixels_map"]:.3f}'
+  assert fixtures.table_row(retrieval, raw_pixels)[1] == f'{floors["raw_pixels_map"]:.3f}'
+
+
+@pytest.mark.e2e
+def test_report_architecture_tables_are_the_exported_models(smoke_report, smoke_nodes):
+  """The layer tables add up to the parameters of the SavedModel each Trainer exported."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
+  config, _, _, markdown, _ = smoke_report
+  architectures = fixtures.section(markdown, '### 2.3')
+  for column, model in enumerate(config.models, start=1):
+    exported = tf.saved_model.load(path_utils.serving_model_path(
+        smoke_nodes[f'Trainer.{model}'].outputs['model'][0].uri))
+    weights = {id(v): v for v in exported.variables}  # Each variable once.
+    parameters = sum(int(v.shape.num_elements()) for v in weights.values())
+    assert fixtures.table_row(architectures, 'parameters')[column] == f'{parameters:,}'
+    layers = architectures.split(f'**{model}**, layer by layer:')[1]
+    assert fixtures.table_row(layers, '**total**')[3] == f'**{parameters:,}**'
 
 
 @pytest.mark.e2e
@@ -87,29 +114,63 @@ def test_report_setup_values_equal_the_run(smoke_report, smoke_nodes):
   config, _, _, markdown, _ = smoke_report
   # Wall times are the executions' own, as ML Metadata recorded them.
   trainer = smoke_nodes['Trainer.sknet']
-  assert fixtures.table_row(markdown, 'Trainer.sknet')[2] == f'{trainer.seconds:.0f}'
+  times = fixtures.section(markdown, '### Time per component')
+  assert fixtures.table_row(times, 'Trainer.sknet')[2] == f'{trainer.seconds:.0f}'
   assert trainer.seconds > 1
+  # The DAG's components are the run's executions; the activity table lists each one.
+  activity = fixtures.section(markdown, '### 2.1')
+  for node_id in smoke_nodes:
+    assert fixtures.table_row(activity, node_id)[1] == smoke_nodes[node_id].state.lower()
   # The sampling table is the ExampleGen's manifest.
   from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
   manifest = quickdraw_example_gen.read_manifest(
       smoke_nodes['QuickDrawExampleGen'].outputs['examples'][0])
-  data = markdown.split('### Data')[1]
+  data = fixtures.section(markdown, '### Sampling')
   for counts in manifest['categories']:  # One row per category.
     row = fixtures.table_row(data, counts['category'])
     assert row[-2:] == [str(counts['train']), str(counts['test'])]
     assert counts['train'] == config.train_per_category
-  # The training settings are the Trainer's.
+  assert f'{manifest["totals"]["read"]:,} drawings' in fixtures.section(markdown, '### 2.2')
+  # The training settings are the Trainer's; the budget as run is its history's.
   assert fixtures.table_row(markdown, 'epochs')[1:] == [str(config.training[m].epochs)
-                                                for m in config.models]
+                                                         for m in config.models]
+  training = fixtures.section(markdown, '### 2.4')
+  assert fixtures.table_row(training, 'epochs reached')[1:] == ['1.00', '1.00']
+  # The recipe and budget as run are each Trainer's history.json.
+  from models import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  labels = ('budget', 'training steps', 'optimizer', 'learning-rate schedule',
+            'peak learning rate', 'learning rate at the end', 'learning rate at each epoch end',
+            'precision')
+  for column, model in enumerate(config.models, start=1):
+    run_dir = smoke_nodes[f'Trainer.{model}'].outputs['model_run'][0].uri
+    with open(os.path.join(run_dir, trainer_lib.HISTORY_FILE)) as f:
+      h = json.load(f)
+    cells = {label: fixtures.table_row(training, label)[column] for label in labels}
+    assert h['budget']['kind'] == 'epochs'
+    assert cells == {
+        'budget': f'{h["budget"]["value"]:g} epoch ({h["budget"]["total_steps"]:,} steps)',
+        'training steps': f'{h["steps"]:,} of {h["budget"]["total_steps"]:,}',
+        'optimizer': h['optimizer'], 'learning-rate schedule': h['lr_schedule'],
+        'peak learning rate': f'{h["peak_learning_rate"]:.2e}',
+        'learning rate at the end': f'{h["last_learning_rate"]:.2e}',
+        'learning rate at each epoch end': ', '.join(
+            f'{r:.2e}' for r in h['history']['learning_rate']),
+        'precision': h['precision']}, model
+  # The deliverables: each pushed model's registry version, as its Pusher recorded it.
+  deliverables = fixtures.section(markdown, '## 5. Deliverables')
+  for model in config.models:
+    pushed = smoke_nodes[f'Pusher.{model}'].outputs['pushed_model'][0]
+    version = pushed.custom_properties['pushed_version'].string_value
+    assert fixtures.table_row(deliverables, model)[1:3] == [
+        f'`registry/{model}/{version}`', version]
 
 
 @pytest.mark.e2e
-def test_report_leads_with_the_results(smoke_report):
+def test_report_follows_the_scheme(smoke_report):
   markdown = smoke_report[3]
-  results_at = fixtures.line_of(markdown, '| **sknet** |')
-  assert results_at < fixtures.line_of(markdown, 'figures/pr_curves.png')
-  for setup in ('| training setting |', '| Trainer.sknet |', 'figures/samples.png'):
-    assert results_at < fixtures.line_of(markdown, setup), setup
+  assert fixtures.headings(markdown) == [
+      'Abstract', '1. Introduction', '2. Development', '3. Results and discussion',
+      '4. Conclusions', '5. Deliverables', 'Appendix']
 
 
 @pytest.mark.e2e
@@ -123,8 +184,9 @@ def test_report_names_no_folder_of_the_machine(smoke_report):
 def test_report_subcommand_regenerates_a_past_run(smoke_report, tmp_path, capsys):
   config, run_id, _, markdown, _ = smoke_report
   out = tmp_path / 'again'
-  code = cli.main(['report', '--profile', 'smoke', '--output-dir', config.output_dir,
-                   '--run-id', run_id, '--out', str(out)])
+  # No --profile: the output folder's only pipeline is the smoke one.
+  code = cli.main(['report', '--output-dir', config.output_dir, '--run-id', run_id,
+                   '--out', str(out)])
   assert code == 0
   assert str(out / report.REPORT_HTML) in capsys.readouterr().out
   again = (out / report.REPORT_MD).read_text()
@@ -154,3 +216,5 @@ def test_report_renders_in_a_real_browser_with_every_image_loaded(smoke_report, 
       capture_output=True, text=True, timeout=120, check=True).stdout
   figures = len(fixtures.FIGURE_LINK.findall(markdown))
   assert f'data-images="{figures}/{figures}"' in dom
+  with open(os.path.join(out, report.REPORT_PDF), 'rb') as f:  # Printed beside it.
+    assert f.read(5) == b'%PDF-'

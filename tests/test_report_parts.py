@@ -2,74 +2,59 @@
 tables, the statements and the templates, each checked against the values it was given."""
 import base64
 import re
-import types
 
 import numpy as np
 
 from pipeline import report_category_figures
+from pipeline import report_conclusions
 from pipeline import report_data
 from pipeline import report_findings
 from pipeline import report_render
 from pipeline import report_tables
 from tests import report_fixtures as fixtures
+from tests.report_fixtures import scored_model, small_run, timed_node
 
 
-def _node(node_id, start, end, state='COMPLETE', outputs=None):
-  return types.SimpleNamespace(node_id=node_id, state=state, outputs=outputs or {},
-                               start_time=start, end_time=end, seconds=end - start)
+SECTIONS = ('Abstract', '1. Introduction', '2. Development', '3. Results and discussion',
+            '4. Conclusions', '5. Deliverables', 'Appendix')
 
 
-def _model(name, test_accuracy, map_, train_accuracy=0.9, map_cosine=None, matrix=None,
-           categories=3, embedding_dim=1024):
-  metrics = {'train_accuracy': train_accuracy, 'test_accuracy': test_accuracy, 'map': map_,
-             'chance_accuracy': 1 / categories, 'num_categories': categories,
-             'embedding_dim': embedding_dim, 'train_examples': 30 * categories,
-             'test_examples': 10 * categories, 'map_queries': 10 * categories,
-             'floors': {'random_map': 0.33, 'raw_pixels_map': 0.4, 'raw_pixels_dim': 48 * 48},
-             'thresholds': {'min_test_accuracy': 0.75, 'min_map': 0.2,
-                            'not_worse_than_pushed': False},
-             'blessing': {'checks': [
-                 {'name': 'min_test_accuracy', 'passed': test_accuracy >= 0.75,
-                  'value': test_accuracy, 'threshold': 0.75},
-                 {'name': 'min_map', 'passed': True, 'value': map_, 'threshold': 0.2}]}}
-  if map_cosine is not None:
-    metrics['map_cosine'] = map_cosine
-  if matrix is not None:
-    metrics['classification'] = {'categories': ['a', 'b', 'c'],
-                                 'test': {'confusion_matrix': matrix}}
-  pushed = f'/registry/{name}/1' if test_accuracy >= 0.75 else ''
-  return report_data.ModelResults(name, metrics, {}, {'epochs': 2, 'image_size': 48}, {}, pushed)
-
-
-def _run(*models, nodes=None, image_size=48):
-  sampling = {'num_categories': 3, 'train_per_category': 100, 'test_per_category': 10,
-              'seed': 1, 'source': '/home/someone/data/quickdraw/simplified'}
-  manifest = {'categories': {c: {'read': 200, 'train': 100, 'test': 10} for c in 'abc'}}
-  return report_data.RunResults('p', 'r1', '/home/someone/out/metadata/p/metadata.sqlite',
-                                nodes or {}, sampling, manifest, list(models), {}, '', {},
-                                image_size)
-
-
-def test_headline_table_is_the_metrics_and_the_floors():
-  first = _model('sknet', 0.8, 0.5, map_cosine=0.52)
+def test_classification_and_retrieval_tables_are_the_metrics_and_the_floors():
+  first = scored_model('sknet', 0.8, 0.5, map_cosine=0.52)
   first.metrics.update(test_accuracy_ci95=[0.75, 0.85], map_ci95=[0.44, 0.56])
-  table = report_tables.headline(_run(first, _model('skresnet', 0.7, 0.45)))
+  run = small_run(first, scored_model('skresnet', 0.7, 0.45))
+  table = report_tables.classification(run)
   assert table.row('**sknet**') == ['**sknet**', '90.0%', '80.0% [75.0, 85.0]', 'n/a', 'n/a',
-                                    '0.500 [0.440, 0.560]', 'n/a', '0.520', 'yes']
+                                    '+10.0 pt']
   assert table.row('**skresnet**')[2] == '70.0%'  # No interval recorded: the value alone.
-  assert table.row('**skresnet**')[-1] == 'no'
-  assert table.row('chance / random ranking')[1:3] == ['33.3%', '33.3%']
-  assert table.row('raw 48x48 pixels (L2)')[5] == '0.400'
+  assert table.row('chance')[1:3] == ['33.3%', '33.3%']
+  table = report_tables.retrieval(run)
+  assert table.row('**sknet**') == ['**sknet**', '0.500 [0.440, 0.560]', 'n/a', '0.520']
+  assert table.row('random ranking')[1] == '0.330'
+  assert table.row('raw 48x48 pixels (L2)')[1] == '0.400'
+  # Without a raw-pixel floor, no row for it.
+  del first.metrics['floors']['raw_pixels_map']
+  assert report_tables.retrieval(small_run(first)).row('raw 48x48 pixels (L2)') is None
+
+
+def test_the_paired_table_is_modelcomparisons_difference():
+  run = small_run(scored_model('sknet', 0.8, 0.5), scored_model('skresnet', 0.7, 0.45))
+  assert report_tables.paired(run, 'map') is None  # No ModelComparison: no table.
+  run.comparison = {'models': ['sknet', 'skresnet'], 'paired_difference': {'map': {
+      'first': 0.5, 'second': 0.45, 'difference': 0.05, 'ci95': [0.02, 0.08],
+      'excludes_zero': True, 'units': 30}}}
+  assert report_tables.paired(run, 'map').rows == [
+      ['mAP (L2, fc_1)', '0.500', '0.450', '+0.050', '[+0.020, +0.080]', 'yes']]
 
 
 def test_confusion_pairs_are_the_largest_off_diagonal_cells():
-  model = _model('sknet', 0.5, 0.5, matrix=[[5, 3, 0], [1, 6, 1], [0, 4, 4]])
+  model = scored_model('sknet', 0.5, 0.5, matrix=[[5, 3, 0], [1, 6, 1], [0, 4, 4]])
   assert report_tables.confusion_pairs(model, 2) == [('c', 'b', 4, 8), ('a', 'b', 3, 8)]
   assert report_tables.confusions(model).rows[0] == ['c', 'b', '4', '8']
 
 
 def test_per_category_table_keeps_the_best_and_worst_ten():
-  model = _model('sknet', 0.5, 0.5)
+  model = scored_model('sknet', 0.5, 0.5)
   model.metrics['retrieval'] = {'l2': {'per_category_ap': {f'c{i:02d}': i / 100
                                                            for i in range(30)}}}
   table = report_tables.per_category(model)
@@ -92,61 +77,44 @@ def test_the_sampling_table_is_summarised_beyond_20_categories():
 
 
 def test_wall_time_table_is_the_executions_times():
-  nodes = {'Trainer.sknet': _node('Trainer.sknet', 10.0, 40.4),
-           'QuickDrawExampleGen': _node('QuickDrawExampleGen', 0.0, 9.0, 'CACHED')}
-  table = report_tables.wall_time(_run(_model('sknet', 0.5, 0.5), nodes=nodes))
+  nodes = {'Trainer.sknet': timed_node('Trainer.sknet', 10.0, 40.4),
+           'QuickDrawExampleGen': timed_node('QuickDrawExampleGen', 0.0, 9.0, 'CACHED')}
+  table = report_tables.wall_time(small_run(scored_model('sknet', 0.5, 0.5), nodes=nodes))
   assert [row[:3] for row in table.rows] == [['QuickDrawExampleGen', 'cached', '9'],
                                              ['Trainer.sknet', 'complete', '30'],
                                              ['**whole run**', '', '**40**']]
   assert 'sknet' in table.row('Trainer.sknet')[3]  # Its role names the model.
 
 
-def _trained(name, training, **history):
-  return report_data.ModelResults(name, _model(name, 0.5, 0.3).metrics, history, training, {},
-                                  '')
-
-
-def test_training_tables_and_budget_come_from_settings_and_histories():
-  budget = {'epochs': 20, 'time_budget_minutes': 35.0}
-  run = _run(_trained('sknet', budget, epochs_reached=0.71, steps=2200, precision='mixed_bfloat16'),
-             _trained('skresnet', budget, epochs_reached=0.43, steps=1350, precision='float32'))
-  table = report_tables.training_run(run)
-  assert table.row('training steps')[1:] == ['2,200', '1,350']
-  assert table.row('precision')[1:] == ['mixed_bfloat16', 'float32']
-  assert table.row('epochs reached')[1:] == ['0.71', '0.43']
-  assert report_tables.training_settings(run).row('epochs')[1:] == ['20', '20']
-  sentence = report_findings.budget(run)
-  assert '35 minutes' in sentence and 'sknet 0.71' in sentence and 'skresnet 0.43' in sentence
-  unequal = _run(_trained('sknet', {'epochs': 3}), _trained('skresnet', {'epochs': 2}))
-  assert 'sknet: 3 epochs; skresnet: 2 epochs' in report_findings.budget(unequal)
-
-
 def test_a_lead_counts_only_beyond_the_intervals():
-  first, second = _model('sknet', 0.8, 0.5), _model('skresnet', 0.7, 0.45)
-  assert report_findings.lead(_run(first, second), 'test_accuracy') == ('sknet', None)
+  first, second = scored_model('sknet', 0.8, 0.5), scored_model('skresnet', 0.7, 0.45)
+  assert report_findings.lead(small_run(first, second), 'test_accuracy') == ('sknet', None)
   first.metrics.update(test_accuracy_ci95=[0.75, 0.85], map_ci95=[0.44, 0.56])
   second.metrics.update(test_accuracy_ci95=[0.64, 0.74], map_ci95=[0.40, 0.50])
-  run = _run(first, second)
+  run = small_run(first, second)
   assert report_findings.lead(run, 'test_accuracy') == ('sknet', True)
   assert report_findings.lead(run, 'map') == ('sknet', False)  # Overlapping intervals.
   # A paired interval, when there is one, decides.
   run.comparison['paired_difference'] = {'map': {'excludes_zero': True}}
   assert report_findings.lead(run, 'map') == ('sknet', True)
-  equal = _run(_model('sknet', 0.7, 0.5), _model('skresnet', 0.7, 0.5))
+  equal = small_run(scored_model('sknet', 0.7, 0.5), scored_model('skresnet', 0.7, 0.5))
   assert report_findings.lead(equal, 'test_accuracy') == (None, None)
 
 
 def test_statements_carry_the_runs_values():
-  run = _run(_model('sknet', 0.8, 0.5, train_accuracy=0.99, map_cosine=0.6),
-             _model('skresnet', 0.7, 0.6, train_accuracy=0.72))
-  points = report_findings.discussion(run)
-  accuracy = next(p for p in points if p.startswith('sknet is ahead of skresnet'))
+  run = small_run(scored_model('sknet', 0.8, 0.5, train_accuracy=0.99, map_cosine=0.6),
+             scored_model('skresnet', 0.7, 0.6, train_accuracy=0.72))
+  classification = report_findings.classification(run)
+  accuracy = next(p for p in classification if p.startswith('sknet is ahead of skresnet'))
   assert '80.0%' in accuracy and '70.0%' in accuracy
-  gaps = {name: next(p for p in points if p.startswith(f'{name}: train accuracy'))
+  training = report_findings.training_behaviour(run)
+  gaps = {name: next(p for p in training if p.startswith(f'{name}: train accuracy'))
           for name in ('sknet', 'skresnet')}
   assert '+19.0 points' in gaps['sknet'] and '+2.0 points' in gaps['skresnet']
-  assert '1.5x the random ranking (0.330)' in ' '.join(points)  # 0.5 / 0.33
+  retrieval = report_findings.retrieval(run)
+  assert '1.5x the random ranking (0.330)' in ' '.join(retrieval)  # 0.5 / 0.33
   # Only what was measured: no top-5, no cosine for skresnet, no confusion matrix.
+  points = classification + retrieval + report_findings.per_category(run)
   assert not any('top-5' in p or 'confusions' in p for p in points)
   assert sum('cosine distance' in p for p in points) == 1
   # The push statement: the thresholds and the failed check, from the blessing section.
@@ -155,41 +123,57 @@ def test_statements_carry_the_runs_values():
   assert '75.0%' in push and '0.200' in push and '70.0% < 75.0%' in push
 
 
-def test_the_scale_statement_follows_the_full_profile():
-  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
-  full = config_lib.PROFILES['full']
-  small = ' '.join(report_findings.conclusions(_run(_model('sknet', 0.8, 0.5))))
-  assert f'{full.train_per_category} drawings' in small and 'used 100 training' in small
-  run = _run(_trained('sknet', {'epochs': 99}, epochs_reached=99.0))
-  run.sampling['train_per_category'] = full.train_per_category
-  assert not any('`full` profile' in p for p in report_findings.conclusions(run))
+def test_conclusions_say_what_test_size_would_resolve_a_difference():
+  run = small_run(scored_model('sknet', 0.8, 0.5), scored_model('skresnet', 0.78, 0.45))
+  run.comparison = {'models': ['sknet', 'skresnet'], 'paired_difference': {'test_accuracy': {
+      'difference': 0.02, 'ci95': [-0.02, 0.06], 'excludes_zero': False, 'units': 300}}}
+  # Half-width 0.04 over a difference of 0.02: (0.04 / 0.02)^2 = 4x the 300 drawings.
+  statement = next(p for p in report_conclusions.what_would_change_it(run) if 'classification'
+                   in p)
+  assert '1,200 drawings (4.0x this one)' in statement
+  recommendation = report_conclusions.recommendations(run)[0]
+  assert recommendation.startswith('For classification, sknet is ahead within')
+  # With the exported models read, the cheaper one is named, by their FLOPs.
+  run.models[0].architecture = {'forward_flops': 8e9}
+  run.models[1].architecture = {'forward_flops': 4e9}
+  assert ('skresnet needs 50% fewer FLOPs per image than sknet (4.00 against 8.00 GFLOPs)'
+          in report_conclusions.recommendations(run)[0])
+  assert report_conclusions.verdict(run).startswith(
+      'Verdict: the two models do not differ measurably at classification (sknet minus '
+      'skresnet: +2.0 points, 95% interval [-2.0, +6.0])')
 
 
 def test_the_page_is_derived_from_the_run_not_fixed_text():
   """A run unlike any profile: every size and count the page states is this run's."""
-  models = [_model('netA', 0.8, 0.5, categories=7, embedding_dim=64),
-            _model('netB', 0.6, 0.4, categories=7, embedding_dim=64)]
-  run = _run(*models, nodes={'Trainer.netA': _node('Trainer.netA', 0.0, 12.0)}, image_size=48)
+  models = [scored_model('netA', 0.8, 0.5, categories=7, embedding_dim=64),
+            scored_model('netB', 0.6, 0.4, categories=7, embedding_dim=64)]
+  run = small_run(*models, nodes={'Trainer.netA': timed_node('Trainer.netA', 0.0, 12.0)},
+                  image_size=48)
   text = report_render.render_markdown(run, {})
   for fixed in ('128', '1024', '345', 'sknet', 'skresnet', '/home/someone'):
     assert fixed not in text, fixed
   assert '48x48' in text and '64-d' in text and '2,304-d' in text and '1 / 7' in text
+  assert '7 categories' in fixtures.section(text, '## 1. Introduction')
   assert 'netA' in fixtures.table_row(text, 'training setting')
   assert '![' not in text  # No figure drawn, none linked.
 
 
-def test_the_page_leads_with_the_results_and_links_the_figures_drawn():
-  run = _run(_model('sknet', 0.8, 0.5), _model('skresnet', 0.7, 0.45),
-             nodes={'Trainer.sknet': _node('Trainer.sknet', 0.0, 12.0)})
+def test_the_page_follows_the_scheme_and_links_the_figures_drawn():
+  run = small_run(scored_model('sknet', 0.8, 0.5), scored_model('skresnet', 0.7, 0.45),
+             nodes={'Trainer.sknet': timed_node('Trainer.sknet', 0.0, 12.0)})
   figures = {'pr_curves': 'figures/pr_curves.png', 'samples': 'figures/samples.png',
-             'confusion_skresnet': 'figures/confusion_skresnet.png'}
+             'confusion_skresnet': 'figures/confusion_skresnet.png',
+             'pipeline_dag': 'figures/pipeline_dag.png'}
   text = report_render.render_markdown(run, figures)
   assert sorted(fixtures.FIGURE_LINK.findall(text)) == sorted(figures.values())
-  results_at = fixtures.line_of(text, '| **sknet** |')
-  assert (results_at < fixtures.line_of(text, 'figures/pr_curves.png')
-          < fixtures.line_of(text, '| Trainer.sknet |'))
-  assert results_at < fixtures.line_of(text, '| training setting |')
-  assert results_at < fixtures.line_of(text, 'figures/samples.png')
+  assert fixtures.headings(text) == list(SECTIONS)
+  # Each figure sits in the section whose question it answers.
+  for heading, figure in (('### 2.1', 'pipeline_dag'), ('### 2.2', 'samples'),
+                          ('### 3.2', 'pr_curves'), ('### 3.3', 'confusion_skresnet')):
+    assert f'figures/{figure}.png' in fixtures.section(text, heading), figure
+  # The results come first all the same: the Abstract states both models' numbers.
+  abstract = fixtures.section(text, '## Abstract')
+  assert all(value in abstract for value in ('80.0%', '0.500', '70.0%', '0.450'))
   # Every table is well formed: as many cells in each row as in its header.
   for block in re.split(r'\n\s*\n', text):
     lines = [line for line in block.splitlines() if line.startswith('|')]
@@ -204,16 +188,21 @@ def test_a_run_that_recorded_little_still_renders_what_it_did():
                                              'map': None}, {}, {}, {}, '')
   run = report_data.RunResults('p', 'r1', 'm.sqlite', {}, {}, {}, [model], {}, '', {}, 64)
   text = report_render.render_markdown(run, {})
+  assert fixtures.headings(text) == list(SECTIONS)
   assert fixtures.table_row(text, '**sknet**')[1:3] == ['60.0%', '50.0%']
-  assert fixtures.table_row(text, '**sknet**')[5] == 'n/a'
-  assert 'random ranking scores' not in text and 'Brackets' not in text
-  assert 'per category (test split)' not in text and 'training as it ran' not in text
-  points = report_findings.discussion(run)  # Only the train-test gap is measured.
+  retrieval = fixtures.section(text, '### 3.2')
+  assert fixtures.table_row(retrieval, '**sknet**')[1] == 'n/a'
+  assert 'random ranking' not in text and 'Brackets' not in text
+  assert 'per category (test split)' not in text and '| training |' not in text
+  assert '| layer |' not in text  # No exported model read: no layer table.
+  points = [p for question in (report_findings.classification, report_findings.retrieval,
+                               report_findings.per_category, report_findings.training_behaviour)
+            for p in question(run)]  # Only the train-test gap is measured.
   assert len(points) == 1 and '+10.0 points' in points[0]
 
 
 def test_the_html_embeds_each_figure_and_escapes_the_title(tmp_path):
-  run = _run(_model('sknet', 0.8, 0.5))
+  run = small_run(scored_model('sknet', 0.8, 0.5))
   run.run_id = 'r<1>'
   (tmp_path / 'figures').mkdir()
   png = fixtures.png(np.random.default_rng(0))
@@ -235,8 +224,8 @@ def test_heatmap_labels_shrink_then_give_way_to_a_note():
 
 
 def test_one_category_order_best_first():
-  first = _model('sknet', 0.5, 0.5)
-  second = _model('skresnet', 0.5, 0.5)
+  first = scored_model('sknet', 0.5, 0.5)
+  second = scored_model('skresnet', 0.5, 0.5)
   first.metrics['classification'] = {'test': {'per_class': {
       'a': {'accuracy': 0.2}, 'b': {'accuracy': 0.9}, 'c': {'accuracy': 0.5}}}}
   second.metrics['classification'] = {'test': {'per_class': {
@@ -286,10 +275,10 @@ def test_the_comparison_table_is_named_below_the_output_folder_however_the_run_n
   monkeypatch.chdir(tmp_path)
   below = 'pipeline_root/p/ModelComparison/comparison/12'
   for uri in (f'outputs/{below}', str(tmp_path / 'outputs' / below)):
-    nodes = {'ModelComparison': _node('ModelComparison', 0.0, 1.0, outputs={
+    nodes = {'ModelComparison': timed_node('ModelComparison', 0.0, 1.0, outputs={
         'comparison': [metadata_store_pb2.Artifact(uri=uri)]})}
     run = report_data.RunResults('p', 'r1', 'outputs/metadata/p/metadata.sqlite', nodes, {}, {},
-                                 [_model('sknet', 0.8, 0.5)], {}, '# Comparison\n\nsummary\n',
+                                 [scored_model('sknet', 0.8, 0.5)], {}, '# Comparison\n\nsummary\n',
                                  {}, 48)
     text = report_render.render_markdown(run, {})
     assert f'`{below}/comparison.md` in the run\'s output directory' in text, uri

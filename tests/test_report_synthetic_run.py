@@ -4,78 +4,21 @@ conclusions (no pipeline)."""
 import dataclasses
 import os
 import re
-import types
 
-import numpy as np
 import pytest
 
 from pipeline import report
-from pipeline import report_data
 from pipeline import report_findings
 from pipeline import report_tables
 from tests import report_fixtures as fixtures
 
 
-def _node(node_id, start, end, outputs):
-  return types.SimpleNamespace(node_id=node_id, state='COMPLETE', outputs=outputs,
-                               start_time=start, end_time=end, seconds=end - start)
-
-
-def _evaluated(name, categories, skill, seed, test_per_category=5):
-  """A made-up model's ModelResults, its metrics from the Evaluator's own compute_metrics."""
-  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(seed)
-  names = np.array(categories)
-
-  def split(per_category, prefix):
-    n = per_category * len(categories)
-    true_ids = np.arange(n) % len(categories)
-    logits = rng.normal(size=(n, len(categories)))
-    # Some categories are easier than others: the sorted figures have something to sort.
-    logits[np.arange(n), true_ids] += skill * (1 + true_ids / len(categories))
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return {'category': names[true_ids], 'predicted': names[probabilities.argmax(axis=1)],
-            'probabilities': probabilities.astype(np.float32),
-            'embedding': np.maximum(logits @ rng.normal(size=(len(categories), 16)),
-                                    0).astype(np.float32),
-            'id': np.array([f'{prefix}{i:05d}' for i in range(n)])}
-
-  test = split(test_per_category, 't')
-  metrics, per_query = embedding_evaluator.compute_metrics(name, split(2, 'r'), test,
-                                                           categories)
-  per_query = {'id': test['id'], 'category': test['category'],
-               'predicted': test['predicted'], **per_query}
-  return report_data.ModelResults(name, metrics, {}, {'epochs': 1}, per_query, '')
-
-
-def _synthetic_run(tmp_path, num_categories, paired=True, first_skill=4.0, second_skill=1.0):
-  from components import model_comparison  # pylint: disable=g-import-not-at-top
-  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
-  categories = [f'category {i:03d}' for i in range(num_categories)]
-  models = [_evaluated('sknet', categories, first_skill, 0),
-            _evaluated('skresnet', categories, second_skill, 1)]
-  comparison = model_comparison.compare(
-      models[0].metrics, models[1].metrics,
-      *([m.per_query for m in models] if paired else [None, None]))
-  uri = str(tmp_path / 'comparison')
-  nodes = {'Trainer.sknet': _node('Trainer.sknet', 0.0, 30.0, {}),
-           'ModelComparison': _node('ModelComparison', 30.0, 31.0, {
-               'comparison': [metadata_store_pb2.Artifact(uri=uri)]})}
-  rng = np.random.default_rng(2)
-  drawings = {i: (c, fixtures.png(rng)) for i, c in zip(models[0].per_query['id'],
-                                                models[0].per_query['category'])}
-  return report_data.RunResults(
-      'p', 'r1', 'm.sqlite', nodes, {'num_categories': num_categories, 'train_per_category': 2,
-                                     'test_per_category': 5, 'seed': 1}, {}, models, comparison,
-      model_comparison.to_markdown(comparison), drawings, 32)
-
-
 @pytest.fixture(scope='module')
 def hundred_categories(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp('hundred')
-  run = _synthetic_run(tmp_path, 100)
+  run = fixtures.synthetic_run(tmp_path, 100)
   out = str(tmp_path / 'report')
-  md_path, html_path = report.write_report(run, out)
+  md_path, html_path = report.write_report(run, out, pdf=False)
   with open(md_path) as f:
     markdown = f.read()
   with open(html_path) as f:
@@ -101,36 +44,41 @@ def test_100_categories_are_figures_not_100_row_tables(hundred_categories):
   assert longest <= 2 + 21
 
 
-def test_headline_table_shows_the_intervals(hundred_categories):
+def test_results_tables_show_the_intervals(hundred_categories):
   run, _, markdown, _ = hundred_categories
+  classification = fixtures.section(markdown, '### 3.1')
+  retrieval = fixtures.section(markdown, '### 3.2')
   for model in run.models:
     metrics = model.metrics
-    row = fixtures.table_row(markdown, f'**{model.name}**')
+    row = fixtures.table_row(classification, f'**{model.name}**')
     assert row[2] == fixtures.interval(metrics['test_accuracy'], metrics['test_accuracy_ci95'],
                                        True)
-    assert row[5] == fixtures.interval(metrics['map'], metrics['map_ci95'], False)
     assert re.fullmatch(r'\d+\.\d% \[\d+\.\d, \d+\.\d\]', row[1])  # Train accuracy.
+    row = fixtures.table_row(retrieval, f'**{model.name}**')
+    assert row[1] == fixtures.interval(metrics['map'], metrics['map_ci95'], False)
   method = run.models[0].metrics['ci95_method']
   assert f'{method["resamples"]} resamples, seed {method["seed"]}' in markdown
 
 
-def test_conclusions_carry_the_paired_difference(hundred_categories):
+def test_results_and_verdict_carry_the_paired_difference(hundred_categories):
   run, _, markdown, _ = hundred_categories
   paired = run.comparison['paired_difference']['test_accuracy']
   assert paired['excludes_zero'] is True  # Far more skill.
   assert report_findings.lead(run, 'test_accuracy') == ('sknet', True)
-  conclusions = markdown.split('## Conclusions')[1].split('\n## ')[0]
   low, high = paired['ci95']
-  assert f'{paired["difference"] * 100:+.1f} points' in conclusions
-  assert f'[{low * 100:+.1f}, {high * 100:+.1f}]' in conclusions
-  assert f'over {paired["units"]} test drawings' in conclusions
-  # ModelComparison's own table, kept in the report.
-  assert fixtures.table_row(markdown, 'test top-1 accuracy')[-1] == 'yes'
+  for section in (fixtures.section(markdown, '### 3.1'), fixtures.section(markdown, '## Abstract')):
+    assert f'{paired["difference"] * 100:+.1f} points' in section
+    assert f'[{low * 100:+.1f}, {high * 100:+.1f}]' in section
+  classification = fixtures.section(markdown, '### 3.1')
+  assert f'over {paired["units"]} test drawings' in classification
+  assert fixtures.table_row(classification, 'test top-1 accuracy')[-1] == 'yes'
+  conclusions = fixtures.section(markdown, '## 4. Conclusions')
+  assert 'sknet is the better model for both classification and similarity search' in conclusions
 
 
 def test_conclusion_without_a_real_difference(tmp_path):
   from components import model_comparison  # pylint: disable=g-import-not-at-top
-  run = _synthetic_run(tmp_path, 10, first_skill=1.0, second_skill=1.0)
+  run = fixtures.synthetic_run(tmp_path, 10, first_skill=1.0, second_skill=1.0)
   run.models[1] = dataclasses.replace(run.models[0], name='skresnet')  # The same model twice.
   run.comparison = model_comparison.compare(run.models[0].metrics, run.models[1].metrics,
                                             run.models[0].per_query, run.models[1].per_query)
@@ -143,7 +91,7 @@ def test_conclusion_without_a_real_difference(tmp_path):
 
 def test_conclusion_from_the_models_own_intervals_without_a_paired_one(tmp_path):
   from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
-  run = _synthetic_run(tmp_path, 10, paired=False, first_skill=6.0, second_skill=0.0)
+  run = fixtures.synthetic_run(tmp_path, 10, paired=False, first_skill=6.0, second_skill=0.0)
   first, second = (m.metrics['test_accuracy_ci95'] for m in run.models)
   assert first[0] > second[1]
   assert report_findings.lead(run, 'test_accuracy') == ('sknet', True)
@@ -155,5 +103,5 @@ def test_conclusion_from_the_models_own_intervals_without_a_paired_one(tmp_path)
     for key in embedding_evaluator.INTERVALS:
       del model.metrics[key]
   assert report_findings.difference_statements(run) == []
-  row = report_tables.headline(run).row('**sknet**')
+  row = report_tables.classification(run).row('**sknet**')
   assert row[2] == f'{run.models[0].metrics["test_accuracy"]:.1%}'
