@@ -17,6 +17,7 @@ proxy of it: a random subset of those categories, fewer drawings, a smaller imag
       --seeds 1 --output result.json
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -54,6 +55,10 @@ VARIANTS = {
     'linear_3e-3': ('linear', 3e-3, 0.05, 32, 0.0),
     'linear_2e-3_batch64': ('linear', 2e-3, 0.05, 64, 0.0),  # Rate scaled with the batch.
     'linear_1e-3_smoothing': ('linear', 1e-3, 0.05, 32, 0.1),
+    # A quarter of the budget warming up: Adam's first steps move every weight by about the
+    # rate, which fc_1's 16,384 inputs at 128x128 add up to a large jump.
+    'linear_3e-4_warmup25': ('linear', 3e-4, 0.25, 32, 0.0),
+    'linear_1e-3_warmup25': ('linear', 1e-3, 0.25, 32, 0.0),
 }
 MODEL_NAMES = ('sknet', 'skresnet')
 CURVE_POINTS = 4  # Scores along the way, besides the end.
@@ -159,22 +164,53 @@ def run_variant(name, model_name, images, labels, budget_images, seed, image_siz
   return result
 
 
+def plot(result: dict, path: str) -> None:
+  """Test accuracy (the curve's subset of test drawings) against training images seen, one
+  line per model, variant and seed; the end point is the score on every test drawing."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  figure, axes = pyplot.subplots(figsize=(7, 4.5))
+  for run in result['runs']:
+    points = [(0, 0.0)] + [(p['images'], p['test_accuracy']) for p in run['curve']]
+    axes.plot(*zip(*points), marker='o', markersize=3,
+              label=f'{run["model"]} {run["variant"]} (seed {run["seed"]}): '
+                    f'{100 * run["test_accuracy"]:.1f}%')
+  config = result['config']
+  axes.set(xlabel='training images seen', ylabel='test top-1 accuracy',
+           title=f'{config["categories"]} categories x {config["train"]} drawings, '
+                 f'{config["image_size"]}x{config["image_size"]}, '
+                 f'{result["machine"].get("cpu_model", "")}'[:90])
+  axes.grid(alpha=0.3)
+  axes.legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--plot', help='write the curves of --output (or of --plot-from) here')
+  parser.add_argument('--plot-from', help='a result JSON to plot without training')
   parser.add_argument('--source', default=config_lib.default_source())
   parser.add_argument('--categories', type=int, default=100,
                       help='how many of the specification\'s 100 categories')
   parser.add_argument('--train', type=int, default=1000)
   parser.add_argument('--test', type=int, default=50)
   parser.add_argument('--image-size', type=int, default=128)
-  parser.add_argument('--images', type=int, required=True,
-                      help='the training images every variant gets')
+  parser.add_argument('--images', type=int,
+                      help='the training images every variant gets (required to train)')
   parser.add_argument('--model', action='append', choices=MODEL_NAMES)
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument('--seeds', default='1', help='comma-separated')
   parser.add_argument('--output')
   args = parser.parse_args(argv)
+  if args.plot_from:
+    with open(args.plot_from, encoding='utf-8') as f:
+      plot(json.load(f), args.plot or os.path.splitext(args.plot_from)[0] + '.png')
+    return 0
+  if not args.images:
+    parser.error('--images is required to train (or give --plot-from)')
   unknown = set(args.variants.split(',')) - set(VARIANTS)
   if unknown:
     parser.error(f'unknown variants {sorted(unknown)}; choose from {", ".join(VARIANTS)}')
@@ -197,6 +233,8 @@ def main(argv=None) -> int:
         if args.output:  # Partial results survive a killed study.
           emit(result, args.output, quiet=True)
   emit(result, args.output)
+  if args.plot:
+    plot(result, args.plot)
   return 0
 
 
