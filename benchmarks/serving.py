@@ -6,6 +6,8 @@
       --output benchmarks/results/serving-memory.json
   .venv/bin/python benchmarks/serving.py batch --registry REGISTRY --model sknet --repeats 5 \\
       --output benchmarks/results/serving-batch.json
+  .venv/bin/python benchmarks/serving.py pngs --registry REGISTRY --model sknet --clients 20 \\
+      --repeats 3 --output benchmarks/results/serving-pngs.json
 
 concurrency: each repeat starts a server, warms it up, then runs one client (`--requests`
 searches one after another) and `--clients` clients at once (`--requests` each), for two
@@ -20,6 +22,10 @@ version (the old behaviour); the model's newest version is pushed again `--pushe
 a copy of the registry (each push a new version folder, as the Pusher makes one), and after
 each push a search on `latest` loads it. The server's resident memory (RSS) is read from
 /proc after each push.
+
+pngs: `--clients` uploads at once of the worst PNGs, against `serve` and against the same
+server with the PNG decoding it had before (benchmarks/serving_pngs.py): server memory before,
+at its peak during and after the burst.
 
 batch: the model call alone (`Searcher.embed`, no server) on batches of 1 to 64 gallery PNGs,
 median of `--repeats` calls: what batching can save per image.
@@ -46,6 +52,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from benchmarks import serving_pngs  # pylint: disable=g-import-not-at-top
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -62,11 +70,14 @@ def machine() -> dict:
 
 
 class Server:
-  """A server process; `batched=False` runs the app with plain, unbatched searchers."""
+  """A server process; `batched=False` runs the app with plain, unbatched searchers, `entry`
+  another server of this script (main's `_serve_*` commands)."""
 
-  def __init__(self, registry_root: str, batched: bool = True, extra=()):
-    command = ([sys.executable, '-m', 'pipeline.cli', 'serve'] if batched else
-               [sys.executable, os.path.abspath(__file__), '_serve_unbatched'])
+  def __init__(self, registry_root: str, batched: bool = True, extra=(),
+               entry: Optional[str] = None):
+    entry = entry or (None if batched else '_serve_unbatched')
+    command = ([sys.executable, os.path.abspath(__file__), entry] if entry else
+               [sys.executable, '-m', 'pipeline.cli', 'serve'])
     self.process = subprocess.Popen(
         command + ['--registry', registry_root, '--port', '0', *extra], cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -77,10 +88,15 @@ class Server:
       raise RuntimeError(f'the server did not start: {line!r}')
     self.port = int(found.group(1))
 
-  def rss_mb(self) -> float:
+  def rss_mb(self, field: str = 'VmRSS') -> float:
     with open(f'/proc/{self.process.pid}/status') as f:
-      kb = next(int(line.split()[1]) for line in f if line.startswith('VmRSS'))
+      kb = next(int(line.split()[1]) for line in f if line.startswith(field))
     return kb / 1024
+
+  def reset_peak(self) -> None:
+    """VmHWM, the peak RSS, starts again from the current RSS (Linux's clear_refs)."""
+    with open(f'/proc/{self.process.pid}/clear_refs', 'w') as f:
+      f.write('5')
 
   def stop(self) -> None:
     self.process.terminate()
@@ -229,6 +245,10 @@ def cmd_batch(args) -> dict:
   return {'batches': rows}
 
 
+def cmd_pngs(args) -> dict:
+  return serving_pngs.cmd_pngs(args, Server, search, gallery_pngs(args.registry, args.model)[0])
+
+
 def cmd_memory(args) -> dict:
   from serving import registry  # pylint: disable=g-import-not-at-top
   source = registry.resolve(args.registry, args.model, need_gallery=True)
@@ -296,9 +316,11 @@ def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   if argv[:1] == ['_serve_unbatched']:
     return serve_unbatched(argv[1:])
+  if argv[:1] == [serving_pngs.UNBOUNDED_ENTRY]:
+    return serving_pngs.serve_unbounded(argv[1:])
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('command', choices=('concurrency', 'memory', 'batch'))
+  parser.add_argument('command', choices=('concurrency', 'memory', 'batch', 'pngs'))
   parser.add_argument('--registry', required=True, help='a registry with a pushed --model')
   parser.add_argument('--model', default='sknet')
   parser.add_argument('--clients', type=int, default=20)

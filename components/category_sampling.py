@@ -9,13 +9,15 @@ import array
 import dataclasses
 import hashlib
 import heapq
+import io
 from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
 from components.drawing_records import BITMAP_SIDE, Item, SkipLine, checked_drawing, is_raw
 from components.drawing_records import parse_record
-from components.quickdraw_source import QuickDrawDataError, category_path, open_binary
+from components.quickdraw_source import QuickDrawDataError, category_path, file_size
+from components.quickdraw_source import open_binary
 from components.quickdraw_source import open_lines
 
 # Formats as the manifest names them.
@@ -133,18 +135,33 @@ def _ndjson_items(path: str, category: str, recognized_only: bool, counts: Categ
   counts.fields = sorted(fields)
 
 
+def _npy_header(f, path: str):
+  """(shape, fortran_order, dtype) of a .npy file, read as numpy.lib.format defines it: the
+  magic string and version, the header's length, then a dict literal padded with spaces and
+  ended by a newline. numpy's own reader does not check that ending, so a header shifted by a
+  byte (its declared length unchanged) would shift every row that follows by a pixel."""
+  try:
+    version = np.lib.format.read_magic(f)
+    length_field = f.read(2 if version == (1, 0) else 4)
+    header = f.read(int.from_bytes(length_field, 'little'))
+    if len(header) != int.from_bytes(length_field, 'little'):
+      raise ValueError('the file ends inside its header')
+    if not header.endswith(b'\n'):
+      raise ValueError(f'its {len(header)}-byte header does not end with the newline the '
+                       'format requires: the header or the data after it is shifted')
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    return read_header(io.BytesIO(length_field + header))
+  except ValueError as e:
+    raise QuickDrawDataError(f'{path}: not a .npy file ({e}).') from e
+
+
 def _bitmap_rows(path: str, counts: CategorySample, chunk_rows: int = 4096
                  ) -> Iterator[Tuple[int, bytes, Item]]:
   """(row number, content key, row bytes) of a numpy_bitmap file, read in chunks."""
   row_bytes = BITMAP_SIDE * BITMAP_SIDE
   with open_binary(path) as f:
-    try:
-      version = np.lib.format.read_magic(f)
-      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                     else np.lib.format.read_array_header_2_0)
-      shape, fortran_order, dtype = read_header(f)
-    except ValueError as e:
-      raise QuickDrawDataError(f'{path}: not a .npy file ({e}).') from e
+    shape, fortran_order, dtype = _npy_header(f, path)
     if dtype != np.uint8 or len(shape) != 2 or shape[1] != row_bytes or fortran_order:
       raise QuickDrawDataError(
           f'{path}: numpy_bitmap files hold uint8 rows of {row_bytes} pixels (28x28), shape '
@@ -152,6 +169,14 @@ def _bitmap_rows(path: str, counts: CategorySample, chunk_rows: int = 4096
           'numpy_bitmap/<category>.npy files, or save yours with '
           'np.save(path, images.reshape(len(images), 784).astype(np.uint8)).')
     counts.format, counts.fields = BITMAP, []
+    # The data must be exactly the rows the header announces: a file that is longer has
+    # bytes the header does not describe (a shifted header, or something appended).
+    data_bytes = file_size(path) - f.tell()
+    if data_bytes > shape[0] * row_bytes:
+      raise QuickDrawDataError(
+          f'{path}: the header announces {shape[0]} rows of {row_bytes} bytes, but '
+          f'{data_bytes - shape[0] * row_bytes} more bytes follow them; the file is damaged '
+          '(download it again).')
     for start in range(0, shape[0], chunk_rows):
       rows = min(chunk_rows, shape[0] - start)
       data = f.read(rows * row_bytes)

@@ -99,6 +99,10 @@ def open_binary(path: str):
   return tf.io.gfile.GFile(path, 'rb') if '://' in path else open(path, 'rb')
 
 
+def file_size(path: str) -> int:
+  return tf.io.gfile.stat(path).length if '://' in path else os.path.getsize(path)
+
+
 def open_lines(path: str) -> Iterator[bytes]:
   """The lines of a (gzipped) text file, streamed; a truncated .gz fails with the line reached."""
   with open_binary(path) as raw:

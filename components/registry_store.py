@@ -128,11 +128,21 @@ def write_gallery(path: str, gallery: Gallery) -> None:
 
 def read_gallery(path: str) -> Gallery:
   with tf_gfile().GFile(path, 'rb') as f:
-    data = np.load(io.BytesIO(f.read()))
-  offsets, blob = data['png_offsets'], data['png_data'].tobytes()
-  return Gallery(embedding=data['embedding'], category=data['category'], id=data['id'],
-                 split=data['split'],
-                 png=[blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)])
+    with np.load(io.BytesIO(f.read())) as data:  # Each item read once: the npz reads lazily.
+      columns = {name: data[name] for name in ('embedding', 'category', 'id', 'split',
+                                               'png_offsets', 'png_data')}
+  offsets, blob = columns['png_offsets'], columns['png_data'].tobytes()
+  rows = len(columns['id'])
+  # Checked here so a damaged gallery fails when read, not in the middle of a search.
+  if not (columns['embedding'].ndim == 2 and len(offsets) == rows + 1
+          and len(columns['embedding']) == len(columns['category']) == len(columns['split'])
+          == rows and offsets[0] == 0 and offsets[-1] == len(blob)
+          and np.all(np.diff(offsets) >= 0)):
+    raise ValueError('the gallery\'s columns do not fit together (rows, embedding shape or '
+                     'PNG offsets)')
+  return Gallery(embedding=columns['embedding'], category=columns['category'], id=columns['id'],
+                 split=columns['split'],
+                 png=[blob[offsets[i]:offsets[i + 1]] for i in range(rows)])
 
 
 # Publishing.

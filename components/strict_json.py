@@ -1,12 +1,14 @@
 """One line of ndjson read strictly: UTF-8 text, finite numbers only, bounded nesting.
 
 Python's json reads NaN, Infinity and -Infinity (no JSON has them), turns 1e999 into inf,
+raises a bare ValueError for an integer of more than 4,300 digits (Python's conversion limit),
 and recurses once per level of nesting (RecursionError near 1000 levels). Quick, Draw! lines,
 from data files and from search queries alike, are read here so none of that gets through.
 """
 import json
 import math
 import re
+import sys
 
 import numpy as np
 
@@ -24,6 +26,8 @@ _ESCAPE = re.compile(rb'\\.', re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b'[]{}')
 _OPENING = np.frombuffer(b'[{', dtype=np.uint8)
+# Integers count as numbers only as far as a float reaches (1.8e308, 309 digits), like decimals.
+_FLOAT_MAX_DIGITS = len(str(int(sys.float_info.max)))
 
 
 class JsonLineError(ValueError):
@@ -46,6 +50,15 @@ def nesting_depth(line: bytes) -> int:
 def _refuse_constant(name: str):
   raise JsonLineError(NOT_FINITE, f'{name} is not a finite number (JSON has no NaN or '
                       'Infinity)')
+
+
+def _float_sized_int(text: str) -> int:
+  # The digits are counted before converting: Python refuses to convert more than 4,300.
+  digits = len(text.lstrip('-'))
+  if digits > _FLOAT_MAX_DIGITS or abs(value := int(text)) > sys.float_info.max:
+    raise JsonLineError(NOT_FINITE, f'an integer of {digits} digits is not a finite number '
+                        '(too large for a float)')
+  return value
 
 
 def _finite_float(text: str) -> float:
@@ -72,6 +85,7 @@ def loads(line: bytes):
       raise JsonLineError(TOO_DEEP, f'the nesting is too deep ({depth} levels of [ and {{; '
                           f'at most {MAX_DEPTH})')
   try:
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                      parse_int=_float_sized_int)
   except json.JSONDecodeError as e:
     raise JsonLineError(MALFORMED, f'not a JSON object ({e})') from None

@@ -123,4 +123,3 @@ class MicroBatcher:
     for inputs_of_job, future in batch:
       future.set_result(_rows(columns, start, start + len(inputs_of_job)))
       start += len(inputs_of_job)
-

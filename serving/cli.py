@@ -123,15 +123,25 @@ def search_command(args) -> int:
     return _fail(f'--k {args.k}: choose 1 to {search.MAX_K}', 2)
   if args.out and (problem := _unwritable(args.out)):  # Before the model is loaded.
     return _fail(f'--out {args.out}: {problem}', 2)
-  try:
-    version = registry.resolve(root, args.model, args.version, need_gallery=True)
+
+  def prepare(version):  # The query is read before the model is loaded.
     queries = search.read_queries(args.query, *search.render_settings(version.card))
+    try:
+      return version, queries, search.Searcher(version, args.index)
+    except registry.DamagedVersionError as e:
+      if registry.parse_version(args.version) == registry.LATEST:
+        print(f'quickdraw-tfx: {e}; trying the next newest version', file=sys.stderr)
+      raise
+
+  try:
+    version, queries, searcher = registry.load_newest(root, args.model, args.version, prepare)
   except registry.RegistryError as e:
     return _registry_error(root, e)
   except search.QueryError as e:
     return _fail(str(e), 2)
+  except Exception as e:  # pylint: disable=broad-except  # A message, not a traceback.
+    return _fail(f'loading {args.model} failed: {type(e).__name__}: {e}', 1)
   try:
-    searcher = search.Searcher(version, args.index)
     results = searcher.search(queries, args.k)
   except Exception as e:  # pylint: disable=broad-except  # A message, not a traceback.
     return _fail(f'search on {version.model} version {version.version} failed: '

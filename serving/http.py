@@ -9,9 +9,13 @@
                                             (requests, model calls, inputs per call)
 
 Every error is JSON, {"error": {"status", "message"}}: 400 bad query, parameter or version
-string, 404 unknown model, version or route, 405 wrong method, 413 upload over the limit
-(chunked or not), 415 unsupported content type, 500 the server failed (the log has the
-traceback). Responses name no file or folder of the server.
+string, 404 unknown model, version or route (`//` in a path too: no redirects), 405 wrong
+method, 413 upload over the limit (chunked or not), 415 unsupported content type, 500 the
+server failed (the log has the traceback). Responses name no file or folder of the server,
+and repeat no path-like value a client sent (so a right guess of one reads like a wrong one).
+
+"latest" is the newest version that loads: one that fails to (SavedModel, variables, gallery,
+card) is remembered as damaged by serving/registry.py, listed by /models, and not tried again.
 
 The app keeps the `max_models` most recently used versions loaded (serving/model_cache.py)
 and batches concurrent searches on one version into one model call (serving/batching.py).
@@ -32,12 +36,14 @@ from werkzeug import exceptions
 from serving import batching
 from serving import model_cache
 from serving import pad
+from serving import png_decoding
 from serving import registry
 from serving import search
 from serving import server
 
 MAX_UPLOAD_BYTES = server.MAX_UPLOAD_BYTES
 _NDJSON_TYPES = ('application/x-ndjson', 'application/json', 'application/ndjson', 'text/plain')
+_MEDIA_TYPE = re.compile(r'[\w.+-]{1,60}/[\w.+-]{1,60}')
 # A string that names a place on the server or its storage: a path (POSIX or Windows,
 # absolute or ./ ../) or a file system's URI (gs://, file://, ...); http(s) addresses stay.
 _LOCATION = re.compile(
@@ -59,6 +65,8 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                ) -> flask.Flask:
   """The app. `load_searcher(model_version)` makes a searcher (default: a BatchedSearcher)."""
   app = flask.Flask(__name__, static_folder=None)  # The sketch pad serves its own files.
+  # Werkzeug answers `//models` with an HTML redirect to /models; a 404 in JSON instead.
+  app.url_map.merge_slashes = False
   app.config['MAX_CONTENT_LENGTH'] = max_upload_bytes
   app.wsgi_app = _BoundedBody(app.wsgi_app, max_upload_bytes)
   make = load_searcher or (lambda version: BatchedSearcher(version, max_batch, batch_wait))
@@ -79,6 +87,7 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
   def error(status: int, message: str):
     for path in hidden:  # Belt and braces: no message names the registry's location.
       message = message.replace(path, '<registry>')
+    message = png_decoding.without_object_reprs(message)
     return flask.jsonify({'error': {'status': status, 'message': message}}), status
 
   @app.errorhandler(_BadRequest)
@@ -106,8 +115,8 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
       allowed = [m for m in e.valid_methods if m not in ('HEAD', 'OPTIONS')]
       message = f'{flask.request.method} is not allowed here; use {", ".join(allowed)}'
     elif isinstance(e, exceptions.NotFound) and e.description == exceptions.NotFound.description:
-      message = (f'{flask.request.path}: not found; the API is GET /models, '
-                 'GET /models/<model>, POST /search?model=<model>, GET /health')
+      message = ('no such route (not found); the API is GET /models, GET /models/<model>, '
+                 'POST /search?model=<model>, GET /health')
     response, status = error(e.code or 500, message)
     if isinstance(e, exceptions.MethodNotAllowed):
       response.headers['Allow'] = ', '.join(e.valid_methods)
@@ -147,16 +156,23 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     try:
       k = int(args.get('k', 10))
     except ValueError:
-      raise _BadRequest(400, f'k={args.get("k")!r} is not a whole number') from None
+      raise _BadRequest(400, f'k={registry.shown(args.get("k"))} is not a whole number') from None
     if not 1 <= k <= search.MAX_K:
       raise _BadRequest(400, f'k={k}: choose 1 to {search.MAX_K}')
-    # Resolved per request so a new push is served at once; the query is checked before the
-    # model is loaded.
-    resolved = registry.resolve(registry_root, model, args.get('version', 'latest'),
-                                need_gallery=True)
-    name, data = _upload()
-    queries = search.queries_from_bytes(data, name, *search.render_settings(resolved.card))
-    searcher = searcher_for(resolved)
+
+    upload = []  # Read once: a multipart file reads empty the second time.
+
+    def queries_and_searcher(resolved: registry.ModelVersion):
+      # The query is checked before the model is loaded.
+      if not upload:
+        upload.append(_upload())
+      name, data = upload[0]
+      queries = search.queries_from_bytes(data, name, *search.render_settings(resolved.card))
+      return queries, searcher_for(resolved)
+
+    # Resolved per request so a new push is served at once.
+    queries, searcher = registry.load_newest(registry_root, model, args.get('version', 'latest'),
+                                             queries_and_searcher)
     results = searcher.search(queries, k)
     return flask.jsonify({'model': searcher.model_version.model,
                           'version': searcher.model_version.version,
@@ -259,9 +275,12 @@ def _upload() -> Tuple[str, bytes]:
     upload = request.files.get('query')
     if upload is None:
       raise _BadRequest(400, 'the multipart form has no file field "query"')
-    return upload.filename or 'query', upload.read()
+    # The file's own name: a client's folders are no part of it (nor echoed back).
+    name = re.split(r'[\\/]', upload.filename or '')[-1][:100]
+    return name or 'query', upload.read()
   if request.mimetype == 'image/png' or request.mimetype in _NDJSON_TYPES:
     return 'request body', request.get_data()
-  raise _BadRequest(415, f'Content-Type {request.mimetype or "(none)"!r} is not supported; '
-                    'send image/png, application/x-ndjson, or multipart/form-data with '
-                    'field "query"')
+  shown = (repr(request.mimetype) if _MEDIA_TYPE.fullmatch(request.mimetype)
+           else '(none)' if not request.mimetype else '(not a media type)')
+  raise _BadRequest(415, f'Content-Type {shown} is not supported; send image/png, '
+                    'application/x-ndjson, or multipart/form-data with field "query"')

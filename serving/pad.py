@@ -3,7 +3,9 @@
   GET /  and  GET /pad                        the page (templates/pad.html)
   GET /pad/static/<file>                      its script and style sheet (no build step, no CDN)
   GET /pad/gallery/<model>/<version>/<index>.png
-                                              a gallery drawing, as pushed in gallery.npz
+                                              a gallery drawing, as pushed in gallery.npz;
+                                              versions as the API takes them (a number, or
+                                              "latest"), refused alike (400)
 
 The page draws with Pointer Events (mouse, touch, pen) and, after each stroke, posts the
 drawing as a Quick, Draw! ndjson line to the JSON API of `serving/http.py` (`POST /search`,
@@ -47,17 +49,21 @@ def create_blueprint(registry_root: str, gallery_cache_size: int = GALLERY_CACHE
   def page():
     return flask.render_template('pad.html')
 
-  @pad.get('/pad/gallery/<model>/<int:version>/<int:index>.png')
-  def thumbnail(model: str, version: int, index: int):
-    # The app's error handlers answer as JSON: a RegistryError, and this 404, alike.
-    pngs = loaded_gallery(model, version)
+  @pad.get('/pad/gallery/<model>/<version>/<int:index>.png')
+  def thumbnail(model: str, version: str, index: int):
+    # The app's error handlers answer as JSON: a RegistryError, and this 404, alike. The
+    # version string goes through the registry's one rule (no int converter: it takes '007').
+    number = registry.resolve(registry_root, model, version, need_gallery=True).version
+    pngs = loaded_gallery(model, number)
     if pngs is None:
-      pngs = gallery_pngs(model, version)
+      pngs = gallery_pngs(model, number)
     if index >= len(pngs):
-      flask.abort(404, f'{model} version {version}: no gallery drawing {index}; the gallery '
+      flask.abort(404, f'{model} version {number}: no gallery drawing {index}; the gallery '
                   f'has {len(pngs)} (0 to {len(pngs) - 1})')
     response = flask.Response(pngs[index], mimetype='image/png')
-    response.headers['Cache-Control'] = _IMMUTABLE
+    # "latest" moves with each push; a numbered version never changes.
+    response.headers['Cache-Control'] = (
+        'no-cache' if registry.parse_version(version) == registry.LATEST else _IMMUTABLE)
     return response
 
   return pad

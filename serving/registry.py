@@ -5,16 +5,21 @@ The layout, version names and publishing are components/registry_store.py's. Ask
 version that is neither a version number nor "latest" raises BadVersionError.
 
 Reading: a version is valid when its model_card.json is a readable JSON object, saved_model.pb
-exists and, if the card names a gallery, gallery.npz exists. "latest" is the newest valid
-version; the others are skipped with a logged reason (summary_rows reports them). Asking for a
-damaged version raises DamagedVersionError. Messages and rows name models and versions, never
-the registry's path (ModelVersion.path is for the server's own use).
+exists and, if the card names a gallery, gallery.npz exists, and when what the server loads
+loads: the card's render settings are usable, saved_model.pb parses with the `serving_png`
+signature, variables/ has its index, and gallery.npz reads as a gallery. Those checks run once
+per version folder and process (a published version never changes). A version whose SavedModel
+or gallery then fails to load (load_model, load_gallery) is remembered as damaged too, so it
+is neither retried nor picked again. "latest" is the newest valid version; the others are
+skipped with a logged reason (summary_rows reports them). Asking for a damaged version raises
+DamagedVersionError. Messages and rows name models and versions, never the registry's path
+(ModelVersion.path is for the server's own use), and never repeat a path-like name asked for.
 """
 import dataclasses
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from components import registry_store
 # The layout, the card and the gallery are the registry's format, shared with the Pusher; readers
@@ -25,9 +30,16 @@ from components.registry_store import (  # noqa: F401
     version_folders, version_numbers, write_gallery)
 
 LATEST = 'latest'
+SEARCH_SIGNATURE = 'serving_png'  # What the search server calls.
+VARIABLES_INDEX = os.path.join('variables', 'variables.index')
+# Render sizes a card may give (the query rendering's bounds).
+MIN_RENDER_SIZE, MAX_RENDER_SIZE = 16, 4096
 
 _log = logging.getLogger(__name__)
 _logged_skips = set()
+# Version folder -> why it cannot be loaded ('' when it can): checked once per process.
+_verdicts: Dict[str, str] = {}
+T = TypeVar('T')
 
 
 class RegistryError(LookupError):
@@ -41,9 +53,17 @@ class BadVersionError(RegistryError, ValueError):
 class DamagedVersionError(RegistryError):
   """A version folder that exists but cannot be used; the message says why (HTTP 404)."""
 
+  def __init__(self, message: str, reason: str = ''):
+    super().__init__(message)
+    self.reason = reason or message
 
-def _shown(value: Any, limit: int = 40) -> str:
-  """repr() of a client's value, cut short: a 5,000-digit version is not echoed whole."""
+
+def shown(value: Any, limit: int = 40) -> str:
+  """repr() of a client's value, cut short: a 5,000-digit version is not echoed whole. A
+  path-like value is not repeated at all: the server hides its own paths in messages, so an
+  echo would tell a right guess of one from a wrong one."""
+  if isinstance(value, str) and ('/' in value or '\\' in value):
+    return '(a path, not repeated here)'
   text = repr(value)
   return text if len(text) <= limit else text[:limit - 3] + '...'
 
@@ -56,7 +76,7 @@ def parse_version(version: Union[str, int]) -> Union[int, str]:
     return LATEST
   if is_version_name(version):
     return int(version)
-  raise BadVersionError(f'version {_shown(version)} is neither "latest" nor a version number '
+  raise BadVersionError(f'version {shown(version)} is neither "latest" nor a version number '
                         '(1 to 18 digits, no leading zero)')
 
 
@@ -154,7 +174,68 @@ def _check(model: str, model_dir: str, version: int,
     if not gfile.exists(os.path.join(path, GALLERY_FILE)):
       return None, (f'no {GALLERY_FILE} (its card names one)' if named else
                     f'no {GALLERY_FILE}: pushed without a search gallery')
-  return ModelVersion(model, version, path, card), ''
+  found = ModelVersion(model, version, path, card)
+  if path not in _verdicts:
+    _verdicts[path] = _load_problem(found)
+  return (None, _verdicts[path]) if _verdicts[path] else (found, '')
+
+
+def render_settings(card: Dict[str, Any]) -> Tuple[int, int]:
+  """(render size, stroke width) the model's training drawings were rendered with."""
+  data = card.get('data') or {}
+  size = data.get('render_size', 256) if isinstance(data, dict) else None
+  width = data.get('stroke_width', 3) if isinstance(data, dict) else None
+  # `type() is int` because True is an int.
+  if not (type(size) is int and MIN_RENDER_SIZE <= size <= MAX_RENDER_SIZE
+          and type(width) is int and 1 <= width <= size // 4):
+    reason = (f'{MODEL_CARD_FILE} has no usable render settings (data.render_size '
+              f'{shown(size)}, data.stroke_width {shown(width)})')
+    raise DamagedVersionError(
+        f'model {card.get("model_name", "?")!r} version {card.get("version", "?")}: {reason}',
+        reason)
+  return size, width
+
+
+def _load_problem(version: ModelVersion) -> str:
+  """Why what the server loads from a version would fail to load, or ''; reads the files."""
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  from google.protobuf import message  # pylint: disable=g-import-not-at-top
+  gfile = registry_store.tf_gfile()
+  try:
+    render_settings(version.card)
+  except DamagedVersionError as e:
+    return e.reason
+  saved_model = saved_model_pb2.SavedModel()
+  try:
+    with gfile.GFile(os.path.join(version.path, SAVED_MODEL_FILE), 'rb') as f:
+      data = f.read()
+    # The C++ parser stops at some damage with a warning, having read part of the bytes.
+    if saved_model.ParseFromString(data) != len(data):
+      raise message.DecodeError('not all of it parses')
+  except (message.DecodeError, registry_store.tf_op_error(), OSError) as e:
+    return f'{SAVED_MODEL_FILE} cannot be read as a SavedModel ({type(e).__name__})'
+  if not any(SEARCH_SIGNATURE in graph.signature_def for graph in saved_model.meta_graphs):
+    return f'{SAVED_MODEL_FILE} has no {SEARCH_SIGNATURE} signature'
+  if not gfile.exists(os.path.join(version.path, VARIABLES_INDEX)):
+    return f'no {VARIABLES_INDEX}: the SavedModel\'s variables are missing'
+  if gfile.exists(os.path.join(version.path, GALLERY_FILE)):
+    try:
+      read_gallery(os.path.join(version.path, GALLERY_FILE))
+    except Exception as e:  # pylint: disable=broad-except  # zip, npz, I/O and shape errors.
+      return f'{GALLERY_FILE} is unreadable ({type(e).__name__})'
+  return ''
+
+
+def _remember(version: ModelVersion, error: Exception, what: str) -> DamagedVersionError:
+  """The error for a version that failed to load, now remembered as damaged."""
+  reason = f'{what} ({type(error).__name__})'
+  _verdicts[version.path] = reason
+  # One line, no traceback: TensorFlow's message (it names the file) is the detail needed.
+  first_line = (str(error).strip().splitlines() or [''])[0][:300]
+  _log.warning('registry: %s version %d in %s cannot be used from now on: %s: %s',
+               version.model, version.version, version.path, reason, first_line)
+  return DamagedVersionError(f'model {version.model!r} version {version.version}: {reason}',
+                             reason)
 
 
 def _skip(model_dir: str, skipped: Skipped) -> None:
@@ -211,7 +292,7 @@ def resolve(registry: str, model: str, version: Union[str, int] = LATEST,
   if not any(gfile.exists(os.path.join(model_dir, str(v), MODEL_CARD_FILE))
              for v in reversed(folders)):
     raise RegistryError(
-        f'no model {_shown(model)}; models with pushed versions: '
+        f'no model {shown(model)}; models with pushed versions: '
         f'{", ".join(list_models(registry)) or "none (run the pipeline first: quickdraw-tfx run)"}')
   if wanted == LATEST:
     reasons = []
@@ -234,6 +315,21 @@ def resolve(registry: str, model: str, version: Union[str, int] = LATEST,
     raise DamagedVersionError(f'model {model!r} version {wanted} cannot be used: {reason}; '
                               f'usable versions: {_listing(valid)}')
   return found
+
+
+def load_newest(registry: str, model: str, version: Union[str, int],
+                load: Callable[[ModelVersion], T], need_gallery: bool = True) -> T:
+  """load(the resolved version); for "latest", a version that fails to load (DamagedVersionError)
+  is remembered as damaged and the next newest is tried, until one loads or none is left."""
+  while True:
+    resolved = resolve(registry, model, version, need_gallery)
+    try:
+      return load(resolved)
+    except DamagedVersionError as e:
+      if parse_version(version) != LATEST:
+        raise
+      # Remembered, so resolve() does not pick it again: each pass leaves one version out.
+      _verdicts[resolved.path] = _verdicts.get(resolved.path) or e.reason
 
 
 def summary_rows(registry: str, models: Sequence[str] = ()) -> List[Dict[str, Any]]:
@@ -266,9 +362,7 @@ def load_model(model_version: ModelVersion):
   try:
     return tf.saved_model.load(model_version.path)
   except Exception as e:  # pylint: disable=broad-except  # Many kinds; the log has the detail.
-    _log.exception('registry: cannot load the SavedModel of %s', model_version.path)
-    raise DamagedVersionError(f'model {model_version.model!r} version {model_version.version}: '
-                              f'the SavedModel cannot be loaded ({type(e).__name__})') from e
+    raise _remember(model_version, e, 'the SavedModel cannot be loaded') from e
 
 
 # The search gallery.
@@ -282,5 +376,4 @@ def load_gallery(model_version: ModelVersion) -> Gallery:
   try:
     return read_gallery(path)
   except Exception as e:  # pylint: disable=broad-except  # zip, npz and I/O errors alike.
-    _log.exception('registry: cannot read %s', path)
-    raise DamagedVersionError(f'{name}: {GALLERY_FILE} is unreadable ({type(e).__name__})') from e
+    raise _remember(model_version, e, f'{GALLERY_FILE} is unreadable') from e

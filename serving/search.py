@@ -20,15 +20,28 @@ from components import quickdraw_source
 from components import retrieval
 from components import strict_json
 from serving import ann
+from serving import png_decoding
 from serving import registry
 
-PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
-# Limits on what a query may be: a sketch needs no more (the model sees 128x128).
-MAX_PNG_BYTES = 2 * 1024 * 1024
-MIN_SIDE, MAX_SIDE = 16, 4096
-MAX_QUERIES = 1000
+PNG_MAGIC = png_decoding.PNG_MAGIC
+MIN_SIDE, MAX_SIDE = png_decoding.MIN_SIDE, png_decoding.MAX_SIDE
 MAX_K = 100
 _EMBED_BATCH = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """The most one call may ask for: drawings (each a model call, 70-140 ms of both cores of a
+  2-core CPU) and the points they hold in all (drawn one segment at a time)."""
+  queries: int
+  points: int
+
+
+# One HTTP request: a few seconds of work at most. Quick, Draw! drawings hold 36 points
+# (median) and rarely over 200, so 500 a drawing on average is room to spare.
+REQUEST_BUDGET = Budget(queries=64, points=32_000)
+# The command line's files: the user's own machine and time.
+FILE_BUDGET = Budget(queries=1000, points=1_000_000)
 
 
 class QueryError(ValueError):
@@ -42,74 +55,56 @@ class Query:
   category: Optional[str] = None  # The ndjson line's "word", when it has one.
 
 
-def _on_white(image: Image.Image) -> Image.Image:
-  """Grayscale, transparent pixels as white paper: what a person sees, what the model needs.
-
-  `serving_png` decodes to one channel and drops alpha, so a canvas export (black strokes on
-  transparent black) would reach the model as black on black.
-  """
-  if image.mode == 'L' and 'transparency' not in image.info:
-    return image
-  paper = Image.new('RGBA', image.size, (255, 255, 255, 255))
-  return Image.alpha_composite(paper, image.convert('RGBA')).convert('L')
-
-
 def png_query(data: bytes, name: str) -> Query:
-  """A PNG query, checked: decodable, within the size limits, not blank; sent on as a
-  grayscale PNG on white (the PNG itself when it is one already)."""
-  if len(data) > MAX_PNG_BYTES:
-    raise QueryError(f'{name}: the PNG is {len(data)} bytes; the limit is {MAX_PNG_BYTES} '
-                     '(a sketch needs far less: save it smaller)')
+  """A PNG query, checked and decoded under a memory budget (`serving/png_decoding.py`);
+  sent on as a small grayscale PNG on white (the PNG itself when it is one already)."""
   try:
-    with Image.open(io.BytesIO(data)) as image:
-      if image.format != 'PNG':
-        raise QueryError(f'{name}: a {image.format} image; send a PNG')
-      width, height = image.size
-      if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        raise QueryError(f'{name}: the image is {width}x{height} pixels; each side must be '
-                         f'{MIN_SIDE} to {MAX_SIDE}')
-      gray = _on_white(image)
-      low, high = gray.getextrema()
-      if gray is not image:
-        buffer = io.BytesIO()
-        gray.save(buffer, format='PNG')
-        data = buffer.getvalue()
-  except QueryError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except  # Pillow raises many kinds.
-    raise QueryError(f'{name}: not a readable PNG image ({e}); send a PNG, an ndjson line or '
-                     'a .ndjson file') from e
-  if low == high:
-    raise QueryError(f'{name}: an empty drawing (every pixel is the same); draw something')
-  return Query(name=name, png=data)
+    return Query(name=name, png=png_decoding.model_png(data))
+  except png_decoding.PngError as e:
+    raise QueryError(f'{name}: {e}') from None
 
 
-def drawing_query(line: bytes, name: str, line_number: int, render_size: int = 256,
-                  stroke_width: int = 3) -> Query:
-  """One Quick, Draw! ndjson line ({"drawing": [[xs, ys], ...], "word": optional}) rendered.
+_JSON_TYPES = {bool: 'true or false', int: 'a number', float: 'a number', list: 'a list',
+               dict: 'an object', type(None): 'null'}
+
+
+def read_drawing(line: bytes, name: str, line_number: int
+                 ) -> Tuple[drawing_records.Drawing, Optional[str]]:
+  """The checked strokes and "word" of one Quick, Draw! ndjson line
+  ({"drawing": [[xs, ys], ...], "word": optional}).
 
   Read as ingestion reads lines (`components/strict_json.py`): UTF-8 with an optional byte
   order mark, finite numbers only, nested at most `strict_json.MAX_DEPTH` deep.
   """
+  where = f'{name}:{line_number}'
   try:
     record = strict_json.loads(line)
   except strict_json.JsonLineError as e:
     hint = ('; each line must be one Quick, Draw! record like '
             '{"drawing": [[[x, ...], [y, ...]], ...]}' if e.reason == strict_json.MALFORMED
             else '')
-    raise QueryError(f'{name}:{line_number}: {e}{hint}') from e
+    raise QueryError(f'{where}: {e}{hint}') from e
   word = record.get('word') if isinstance(record, dict) else None
+  if isinstance(record, dict) and 'word' in record and not isinstance(word, str):
+    raise QueryError(f'{where}: "word" must be a string (the category\'s name), not '
+                     f'{_JSON_TYPES.get(type(word), "that")}')
   try:
-    strokes = drawing_records.record_drawing(record, f'{name}:{line_number}', word)
+    return drawing_records.record_drawing(record, where, word), word
   except quickdraw_source.QuickDrawDataError as e:
     raise QueryError(str(e)) from e
+
+
+def drawing_query(line: bytes, name: str, line_number: int, render_size: int = 256,
+                  stroke_width: int = 3) -> Query:
+  """One Quick, Draw! ndjson line rendered as the training drawings were."""
+  strokes, word = read_drawing(line, name, line_number)
   return Query(name=f'{name}:{line_number}', category=word,
                png=drawing_rendering.render_png(strokes, render_size, stroke_width))
 
 
-def queries_from_bytes(data: bytes, name: str, render_size: int = 256,
-                       stroke_width: int = 3) -> List[Query]:
-  """A PNG (by its signature bytes) or ndjson lines (one query each)."""
+def queries_from_bytes(data: bytes, name: str, render_size: int = 256, stroke_width: int = 3,
+                       budget: Budget = REQUEST_BUDGET) -> List[Query]:
+  """A PNG (by its signature bytes) or ndjson lines (one query each), within `budget`."""
   if not data.strip():
     raise QueryError(f'{name}: empty; send a PNG, an ndjson line or a .ndjson file')
   if data.startswith(PNG_MAGIC):
@@ -117,16 +112,27 @@ def queries_from_bytes(data: bytes, name: str, render_size: int = 256,
   if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
     raise QueryError(f'{name}: UTF-16 text; save the ndjson as UTF-8')
   # A UTF-8 byte order mark may open the first line, as in ingestion.
-  if data.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b'{'):
-    # Counted before any line is parsed or drawn, so an oversized request costs little.
-    lines = [(number, line) for number, line in enumerate(data.splitlines(), start=1)
-             if line.strip()]
-    if len(lines) > MAX_QUERIES:
-      raise QueryError(f'{name}: {len(lines)} queries; at most {MAX_QUERIES} at once')
-    return [drawing_query(line, name, number, render_size, stroke_width)
-            for number, line in lines]
-  raise QueryError(f'{name}: neither a PNG image nor Quick, Draw! ndjson; send a PNG, an '
-                   'ndjson line or a .ndjson file')
+  if not data.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b'{'):
+    raise QueryError(f'{name}: neither a PNG image nor Quick, Draw! ndjson; send a PNG, an '
+                     'ndjson line or a .ndjson file')
+  # Lines are counted before any is parsed, and every line is parsed and its points counted
+  # before any is drawn: a request over the budget costs little.
+  lines = [(number, line) for number, line in enumerate(data.splitlines(), start=1)
+           if line.strip()]
+  if len(lines) > budget.queries:
+    raise QueryError(f'{name}: {len(lines)} queries; at most {budget.queries} at once')
+  drawings, points = [], 0
+  for number, line in lines:
+    strokes, word = read_drawing(line, name, number)
+    points += sum(len(xs) for xs, _ in strokes)
+    if points > budget.points:
+      raise QueryError(f'{name}:{number}: the drawings up to this line hold {points} points; '
+                       f'at most {budget.points} at once (in at most {budget.queries} '
+                       'drawings): send fewer or simpler drawings')
+    drawings.append((number, strokes, word))
+  return [Query(name=f'{name}:{number}', category=word,
+                png=drawing_rendering.render_png(strokes, render_size, stroke_width))
+          for number, strokes, word in drawings]
 
 
 def read_queries(query: str, render_size: int = 256, stroke_width: int = 3) -> List[Query]:
@@ -134,29 +140,17 @@ def read_queries(query: str, render_size: int = 256, stroke_width: int = 3) -> L
   if query.lstrip().startswith('{'):
     # Arguments that are not UTF-8 come as surrogate escapes: their bytes go on to be named.
     return queries_from_bytes(query.encode('utf-8', 'surrogateescape'), '<ndjson line>',
-                              render_size, stroke_width)
+                              render_size, stroke_width, FILE_BUDGET)
   if not os.path.isfile(query):
     raise QueryError(f'{query}: no such file; --query takes a PNG, a .ndjson file or an '
                      'ndjson line')
   with open(query, 'rb') as f:
     data = f.read()
-  return queries_from_bytes(data, query, render_size, stroke_width)
+  return queries_from_bytes(data, query, render_size, stroke_width, FILE_BUDGET)
 
 
-def render_settings(card: dict) -> Tuple[int, int]:
-  """(render size, stroke width) the model's training drawings were rendered with."""
-  data = card.get('data') or {}
-  size = data.get('render_size', 256) if isinstance(data, dict) else None
-  width = data.get('stroke_width', 3) if isinstance(data, dict) else None
-  # A damaged card is the registry's problem, not the query's: never a 500 or a traceback
-  # (`type() is int` because True is an int).
-  if not (type(size) is int and MIN_SIDE <= size <= MAX_SIDE
-          and type(width) is int and 1 <= width <= size // 4):
-    raise registry.DamagedVersionError(
-        f'the model card of {card.get("model_name", "this model")!r} version '
-        f'{card.get("version", "?")} has no usable render settings (data.render_size '
-        f'{size!r}, data.stroke_width {width!r})')
-  return size, width
+# Checked with the card when a version is resolved (a damaged card makes a damaged version).
+render_settings = registry.render_settings
 
 
 @dataclasses.dataclass
@@ -194,14 +188,15 @@ class Searcher:
     self.model_version = model_version
     self.gallery = registry.load_gallery(model_version)
     self._model = registry.load_model(model_version)
-    self._serve_png = self._model.signatures['serving_png']
+    self._serve_png = self._model.signatures[registry.SEARCH_SIGNATURE]
     self.index = index
     self._hnsw = ann.HnswIndex(self.gallery.embedding) if index == 'hnsw' else None
 
   @classmethod
   def from_registry(cls, root: str, model: str, version='latest',
                     index: str = 'exact') -> 'Searcher':
-    return cls(registry.resolve(root, model, version), index)
+    """The version asked for; for "latest", the newest one that loads."""
+    return registry.load_newest(root, model, version, lambda found: cls(found, index))
 
   def embed(self, pngs: Sequence[bytes]) -> dict:
     """embedding, category and probability of the predicted class, and the top classes

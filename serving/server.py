@@ -2,9 +2,13 @@
 
 waitress reads each request (headers and body, chunked or not) asynchronously and hands it
 to one of `threads` workers only once it is complete, so slow or stalled clients hold no
-worker; a connection idle for `timeout` seconds, mid-upload or not, is closed; at most
-`connection_limit` connections are open at once; and a body over `max_upload_bytes` is
-answered with 413 as soon as its Content-Length (or, chunked, its running size) shows it.
+worker; a connection idle for `timeout` seconds, mid-upload or not, is closed, and so is one
+whose request is not complete `request_timeout` seconds after its first byte, however often
+bytes trickle in (waitress's idle timer restarts with each byte); at most `connection_limit`
+connections are open at once (an idle one costs a socket and a few KB, no thread); and a body
+over `max_upload_bytes` is answered with 413 as soon as its Content-Length (or, chunked, its
+running size) shows it. The limit is the body's own size, inclusive: a body of exactly
+`max_upload_bytes` is taken, and chunk framing does not count (waitress counts both).
 
 Errors the server answers itself (413, malformed requests) are JSON like the app's. After
 such an error the server reads and drops the rest of the upload for a few seconds before
@@ -18,18 +22,27 @@ import sys
 import time
 
 from waitress import channel as waitress_channel
+from waitress import parser as waitress_parser
 from waitress import server as waitress_server
 from waitress import task as waitress_task
+from waitress import utilities as waitress_utilities
 
 from serving import batching
 from serving import model_cache
 
-# A sketch PNG is a few KB; an ndjson batch of search.MAX_QUERIES drawings stays well under.
+# A sketch PNG is a few KB; a request's budget of ndjson drawings stays well under.
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 DEFAULT_THREADS = 20
 DEFAULT_TIMEOUT_SECONDS = 30
+# Time for a whole request to arrive: a 4 MiB upload at 100 KB/s, a sketch at any speed.
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
 # Idle connections cost no thread, only a socket and its buffers: room for many slow clients.
-DEFAULT_CONNECTION_LIMIT = 500
+DEFAULT_CONNECTION_LIMIT = 1000
+# Files the process needs besides its connections (models, libraries, logs).
+SPARE_OPEN_FILES = 256
+# Chunk framing may take 5 bytes per body byte (1-byte chunks): waitress's own count of the
+# bytes on the wire is only a backstop, the body limit is _BodyLimitParser's.
+WIRE_BYTES_PER_BODY_BYTE = 8
 LINGER_SECONDS = 5.0
 
 
@@ -48,7 +61,7 @@ class _JsonErrorTask(waitress_task.ErrorTask):
   def execute(self):
     e = self.request.error
     if e.code == 413:
-      message = too_large_message(self.channel.adj.max_request_body_size)
+      message = too_large_message(self.channel.parser_class.body_limit)
     else:
       message = f'{e.reason.lower()}: {e.body}'
     body = error_body(e.code, message)
@@ -60,12 +73,41 @@ class _JsonErrorTask(waitress_task.ErrorTask):
     self.channel.linger = True
 
 
+class _BodyLimitParser(waitress_parser.HTTPRequestParser):
+  """A request whose body, as the app sees it, is over `body_limit` bytes is refused (413)."""
+
+  body_limit = MAX_UPLOAD_BYTES  # Set per server by make_server.
+
+  def received(self, data):
+    consumed = super().received(data)
+    if not self.error and self.headers_finished:
+      size = (len(self.body_rcv) if self.chunked and self.body_rcv is not None
+              else self.content_length)
+      if size > self.body_limit:
+        self.error = waitress_utilities.RequestEntityTooLarge(
+            f'exceeds max_body of {self.body_limit}')
+        self.completed = True
+    return consumed
+
+
 class _Channel(waitress_channel.HTTPChannel):
-  """A connection that, closing after an error, first drains what the client still sends."""
+  """A connection that, closing after an error, first drains what the client still sends;
+  and is closed when a request takes over `request_timeout` seconds to arrive."""
 
   error_task_class = _JsonErrorTask
+  parser_class = _BodyLimitParser
+  request_timeout = DEFAULT_REQUEST_TIMEOUT_SECONDS  # Set per server by make_server.
   linger = False  # Set by _JsonErrorTask: the client may still be sending its body.
   _linger_until = None
+  _request_started = None  # When the first byte of the request still arriving came.
+
+  def received(self, data):
+    result = super().received(data)
+    if self.request is None:
+      self._request_started = None
+    elif self._request_started is None:
+      self._request_started = time.monotonic()
+    return result
 
   def handle_close(self):
     if self.linger and self._linger_until is None and self.connected and self.socket:
@@ -80,6 +122,11 @@ class _Channel(waitress_channel.HTTPChannel):
     super().handle_close()
 
   def readable(self):
+    # The event loop asks every connection this at least once a second.
+    if (self._request_started is not None and self._linger_until is None
+        and time.monotonic() - self._request_started > self.request_timeout):
+      self.will_close = True  # writable() says so, and handle_write() closes.
+      self._request_started = None
     return self._linger_until is not None or super().readable()
 
   def writable(self):
@@ -108,7 +155,8 @@ class _Channel(waitress_channel.HTTPChannel):
 def make_server(app, host: str = '127.0.0.1', port: int = 8080,
                 threads: int = DEFAULT_THREADS, timeout: float = DEFAULT_TIMEOUT_SECONDS,
                 connection_limit: int = DEFAULT_CONNECTION_LIMIT,
-                max_upload_bytes: int = MAX_UPLOAD_BYTES):
+                max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS):
   """A waitress server for `app` (not started: call .run(), and .close() to stop).
 
   `port=0` picks a free port; the server's `effective_port` tells which.
@@ -117,16 +165,37 @@ def make_server(app, host: str = '127.0.0.1', port: int = 8080,
       app, host=host, port=port, threads=threads, channel_timeout=timeout,
       # How often idle connections are looked for: a fraction of the timeout.
       cleanup_interval=max(0.5, min(5.0, timeout / 4)),
-      connection_limit=connection_limit, max_request_body_size=max_upload_bytes,
+      connection_limit=connection_limit,
+      max_request_body_size=max_upload_bytes * WIRE_BYTES_PER_BODY_BYTE + 1,
       # poll() has no 1,024-descriptor ceiling (select() does); waitress uses select() where
       # there is no poll() (Windows).
       asyncore_use_poll=True, ident='quickdraw-tfx')
+  parser = type('BodyLimitParser', (_BodyLimitParser,), {'body_limit': max_upload_bytes})
+  channel = type('Channel', (_Channel,), {'parser_class': parser,
+                                          'request_timeout': request_timeout})
   listeners = getattr(server, 'map', {}).values() if not isinstance(
       server, waitress_server.BaseWSGIServer) else [server]
   for listener in listeners:
     if isinstance(listener, waitress_server.BaseWSGIServer):
-      listener.channel_class = _Channel
+      listener.channel_class = channel
   return server
+
+
+def fit_open_files(connection_limit: int) -> int:
+  """Raises the soft limit on open files (1,024 on many systems) to fit `connection_limit`
+  connections where the hard limit allows; returns how many connections fit."""
+  try:
+    import resource  # pylint: disable=g-import-not-at-top  # POSIX only.
+  except ImportError:
+    return connection_limit
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  wanted = connection_limit + SPARE_OPEN_FILES
+  if soft != resource.RLIM_INFINITY and soft < wanted:
+    soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+  if soft == resource.RLIM_INFINITY:
+    return connection_limit
+  return max(1, min(connection_limit, soft - SPARE_OPEN_FILES))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,8 +209,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--timeout', type=float, default=DEFAULT_TIMEOUT_SECONDS,
                       help='seconds before a connection that sends nothing, mid-upload or '
                       f'not, is closed (default {DEFAULT_TIMEOUT_SECONDS})')
+  parser.add_argument('--request-timeout', type=float, default=DEFAULT_REQUEST_TIMEOUT_SECONDS,
+                      help='seconds a request (headers and body) may take to arrive, however '
+                      'often its bytes come, before its connection is closed (default '
+                      f'{DEFAULT_REQUEST_TIMEOUT_SECONDS})')
   parser.add_argument('--connection-limit', type=int, default=DEFAULT_CONNECTION_LIMIT,
-                      help=f'open connections at most (default {DEFAULT_CONNECTION_LIMIT})')
+                      help=f'open connections at most (default {DEFAULT_CONNECTION_LIMIT}; the '
+                      'limit on open files is raised to fit them where the system allows)')
   parser.add_argument('--max-upload-bytes', type=int, default=MAX_UPLOAD_BYTES,
                       help='larger request bodies get 413, chunked or not (default '
                       f'{MAX_UPLOAD_BYTES})')
@@ -161,21 +235,31 @@ def check_arguments(args) -> str:
   for name in ('threads', 'connection_limit', 'max_upload_bytes', 'max_models', 'max_batch'):
     if getattr(args, name) < 1:
       return f'--{name.replace("_", "-")} {getattr(args, name)}: must be at least 1'
-  if args.timeout <= 0 or args.batch_wait_ms < 0:
-    return '--timeout must be above 0 and --batch-wait-ms at least 0'
+  if args.timeout <= 0 or args.request_timeout <= 0 or args.batch_wait_ms < 0:
+    return '--timeout must be above 0, as must --request-timeout; --batch-wait-ms at least 0'
   if not 0 <= args.port <= 65535:
     return f'--port {args.port}: choose 0 to 65535'
   return ''
 
 
-def serve(args, registry_root: str) -> int:
-  """Runs the server until interrupted (Ctrl-C or SIGTERM)."""
+def deployed_server(args, registry_root: str):
+  """The server `serve` runs, built from the `serve` command's arguments (not started)."""
   from serving import http  # pylint: disable=g-import-not-at-top  # Loads TensorFlow.
   app = http.create_app(registry_root, max_upload_bytes=args.max_upload_bytes,
                         max_models=args.max_models, max_batch=args.max_batch,
                         batch_wait=args.batch_wait_ms / 1000)
-  server = make_server(app, args.host, args.port, args.threads, args.timeout,
-                       args.connection_limit, args.max_upload_bytes)
+  connection_limit = fit_open_files(args.connection_limit)
+  if connection_limit < args.connection_limit:
+    print(f'quickdraw-tfx: --connection-limit {args.connection_limit} lowered to '
+          f'{connection_limit}: the system allows no more open files (ulimit -Hn)',
+          file=sys.stderr, flush=True)
+  return make_server(app, args.host, args.port, args.threads, args.timeout,
+                     connection_limit, args.max_upload_bytes, args.request_timeout)
+
+
+def serve(args, registry_root: str) -> int:
+  """Runs the server until interrupted (Ctrl-C or SIGTERM)."""
+  server = deployed_server(args, registry_root)
   # A container stop (SIGTERM) ends the loop like Ctrl-C does.
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
   port = getattr(server, 'effective_port', args.port)

@@ -13,117 +13,18 @@ from concurrent import futures
 
 import numpy as np
 import pytest
-from waitress import wasyncore
 from werkzeug import serving as werkzeug_serving
 
 from serving import batching
 from serving import http
 from serving import registry
 from serving import search
-from serving import server as server_lib
+from tests import server_fixtures
+# Fixtures are found by name in the test module.
+from tests.server_fixtures import FakeSearcher, Running, fake_registry, running  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LINE = {'word': 'box', 'drawing': [[[10, 200, 200, 10, 10], [10, 10, 200, 200, 10]]]}
-
-
-def _ndjson(lines: int, pad: int = 0) -> bytes:
-  """`lines` query lines, each padded with a `key` of `pad` characters."""
-  record = dict(LINE, key='x' * pad)
-  return b''.join(json.dumps(record).encode() + b'\n' for _ in range(lines))
-
-
-class FakeSearcher:
-  """Answers every query with no neighbours; counts loads and closes."""
-  loads = []
-
-  def __init__(self, model_version, fail=None):
-    self.model_version = model_version
-    self.gallery = [0, 1, 2]
-    self.closed = False
-    self.fail = fail
-    FakeSearcher.loads.append((model_version.model, model_version.version))
-
-  def search(self, queries, k):
-    if self.fail:
-      raise self.fail
-    return [search.Result(query=q, predicted='box', probability=1.0, neighbours=[])
-            for q in queries]
-
-  def close(self):
-    self.closed = True
-
-
-def _push(root, model, version):
-  folder = os.path.join(root, model, str(version))
-  os.makedirs(folder)
-  for name in (registry.SAVED_MODEL_FILE, registry.GALLERY_FILE):
-    open(os.path.join(folder, name), 'wb').close()
-  card = {'model_name': model, 'version': version, 'metrics': {'map': 0.5},
-          'categories': ['box'], 'data': {'render_size': 256, 'stroke_width': 3},
-          'gallery': {'file': registry.GALLERY_FILE, 'size': 3},
-          'data_manifest': {'source': os.path.join(root, 'source')},
-          'lineage': {'model_artifact': {'id': 7, 'uri': os.path.join(root, 'pipeline', 'Model')}}}
-  with open(os.path.join(folder, registry.MODEL_CARD_FILE), 'w') as f:
-    json.dump(card, f)
-
-
-@pytest.fixture
-def fake_registry(tmp_path):
-  root = str(tmp_path / 'secret-place' / 'registry')
-  _push(root, 'sknet', 1)
-  _push(root, 'sknet', 2)
-  return root
-
-
-class Running:
-  """A waitress server on a free port, in a thread."""
-
-  def __init__(self, app, **options):
-    self.server = server_lib.make_server(app, '127.0.0.1', 0, **options)
-    self.port = self.server.effective_port
-    self.stopped = threading.Event()
-    self.thread = threading.Thread(target=self._run, daemon=True)
-    self.thread.start()
-
-  def _run(self):
-    # server.run() loops until the process ends; this loop stops when asked, then closes the
-    # server in its own thread (closing it from another breaks the loop's select()).
-    while not self.stopped.is_set():
-      wasyncore.loop(timeout=0.1, map=self.server._map, count=1)  # pylint: disable=protected-access
-    self.server.close()
-    self.server.task_dispatcher.shutdown()
-
-  def call(self, method, path, body=None, headers=None, timeout=30):
-    connection = http_client.HTTPConnection('127.0.0.1', self.port, timeout=timeout)
-    try:
-      connection.request(method, path, body=body, headers=headers or {},
-                         encode_chunked=not isinstance(body, (bytes, type(None))))
-      response = connection.getresponse()
-      return response.status, dict(response.getheaders()), response.read()
-    finally:
-      connection.close()
-
-  def close(self):
-    self.stopped.set()
-    self.thread.join(10)
-
-
-@pytest.fixture
-def running(fake_registry):
-  started = []
-
-  def start(limit=64 * 1024, searcher=FakeSearcher, **options):
-    app = http.create_app(fake_registry, max_upload_bytes=limit, load_searcher=searcher)
-    started.append(Running(app, max_upload_bytes=limit, **options))
-    return started[-1]
-
-  yield start
-  for server in started:
-    server.close()
-
-
-def _chunks(data: bytes, size: int = 8192):
-  return iter([data[i:i + size] for i in range(0, len(data), size)])
+_push, _ndjson, _chunks = server_fixtures.push, server_fixtures.ndjson, server_fixtures.chunks
 
 
 # Upload limits hold for chunked bodies too; timeouts; bounded threads.

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import sys
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ import pytest
 from components import category_sampling
 from components import drawing_rendering
 from components import quickdraw_source
+from components import strict_json
 from components import stroke_simplification
 from tests.conftest import ROOT, write_category
 
@@ -78,6 +80,8 @@ STRICT_LINES = [
      '-Infinity is not a finite number'),
     (b'{"word": "cat", "drawing": [[[1, 1e999], [3, 4]]]}', 'non_finite_number',
      '1e999 is not a finite number'),
+    (b'{"word": "cat", "drawing": [[[1, ' + b'7' * 4301 + b'], [3, 4]]]}', 'non_finite_number',
+     'an integer of 4301 digits is not a finite number'),
     (b'{"word": "cat", "drawing": ' + b'[' * 100_000 + b']' * 100_000 + b'}', 'malformed_json',
      r'the nesting is too deep \(100001 levels'),
     (b'{"word": "cat", "drawing": ' + b'[' * 401 + b']' * 401 + b'}', 'malformed_json',
@@ -102,6 +106,19 @@ def test_non_finite_deeply_nested_or_non_utf8_lines_are_skipped_and_counted(
   with pytest.raises(quickdraw_source.QuickDrawDataError, match=rf'{reason}: 1 \(first .*'
                                                               rf'cat.ndjson:101: {message}'):
     category_sampling.sample_category(str(tmp_path), 'cat', 20, 10, seed=1, max_skip_ratio=0.0)
+
+
+def test_integers_count_as_numbers_only_as_far_as_a_float_reaches():
+  """Python refuses to convert an integer of over 4,300 digits with a bare ValueError; strict
+  JSON refuses anything past a float's range by its digits first, as not finite."""
+  largest = int(sys.float_info.max)
+  assert strict_json.loads(f'[{largest}, -{largest}, 7]'.encode()) == [largest, -largest, 7]
+  for text in (str(largest + 1), '-' + str(largest + 1), '1' + '0' * 309, '9' * 4301,
+               '-' + '9' * 100_000):
+    with pytest.raises(strict_json.JsonLineError, match=rf'an integer of {len(text.lstrip("-"))} '
+                       'digits is not a finite number') as raised:
+      strict_json.loads(f'{{"drawing": [[[{text}], [1]]]}}'.encode())
+    assert raised.value.reason == strict_json.NOT_FINITE
 
 
 def test_skips_above_the_ratio_fail_with_every_reason_counted(tmp_path):
@@ -224,7 +241,7 @@ def test_raw_strokes_are_simplified_never_passed_through(tmp_path):
     (float('nan'), 'non_finite_number', 'NaN is not a finite number'),
     (float('inf'), 'non_finite_number', 'Infinity is not a finite number'),
     (1e308, 'coordinates_out_of_range', 'stroke 0 has coordinates beyond'),
-    (10 ** 400, 'coordinates_out_of_range', 'stroke 0 has coordinates beyond'),
+    (10 ** 400, 'non_finite_number', 'an integer of 401 digits is not a finite number'),
 ], ids=['nan', 'inf', 'huge-float', 'huge-int'])
 def test_raw_strokes_with_non_finite_or_absurd_coordinates_are_skipped_never_converted(
     tmp_path, bad, reason, message):

@@ -13,6 +13,7 @@ from components import category_sampling
 from serving import http
 from serving import registry
 from serving import search
+from tests import registry_fixtures
 
 LINE = {'word': 'box', 'drawing': [[[10, 200, 200, 10, 10], [10, 10, 200, 200, 10]]]}
 GOOD = json.dumps(LINE).encode()
@@ -67,7 +68,9 @@ def test_a_grayscale_png_is_sent_on_unchanged_and_a_blank_transparent_one_is_emp
     search.queries_from_bytes(_canvas_png('RGBA', (0, 0, 0, 0), (0, 0, 0, 0)), 'blank.png')
 
 
-@pytest.mark.parametrize('bad', ['NaN', 'Infinity', '-Infinity', '1e999', '-1e999'])
+# Integers too: Python refuses to convert one of over 4,300 digits with a bare ValueError.
+@pytest.mark.parametrize('bad', ['NaN', 'Infinity', '-Infinity', '1e999', '-1e999', '9' * 4301,
+                                 '-' + '1' * 310])
 def test_non_finite_coordinates_are_refused_with_the_line(bad):
   line = f'{{"drawing": [[[10, {bad}, 30], [10, 20, 30]]]}}'.encode()
   with pytest.raises(search.QueryError, match=r'^q:3: .*not a finite number'):
@@ -99,12 +102,30 @@ def test_deep_nesting_is_refused_before_parsing_with_the_line():
 def test_too_many_queries_are_refused_before_any_is_parsed(monkeypatch):
   def parse(*args):
     raise AssertionError('a line was parsed before the query count was checked')
-  monkeypatch.setattr(search, 'drawing_query', parse)
+  monkeypatch.setattr(search, 'read_drawing', parse)
+  budget = search.REQUEST_BUDGET
   body = b'{}\n' * 100_000
-  with pytest.raises(search.QueryError, match=r'^q: 100000 queries; at most 1000'):
+  with pytest.raises(search.QueryError, match=rf'^q: 100000 queries; at most {budget.queries}'):
     search.queries_from_bytes(body, 'q')
-  with pytest.raises(search.QueryError, match='1001 queries'):
-    search.queries_from_bytes((GOOD + b'\n\n') * 1001, 'q')
+  with pytest.raises(search.QueryError, match=f'{budget.queries + 1} queries'):
+    search.queries_from_bytes((GOOD + b'\n\n') * (budget.queries + 1), 'q')
+
+
+def test_a_request_over_its_points_is_refused_before_anything_is_drawn(monkeypatch):
+  """The budget is in points too: few lines can hold a costly number of them."""
+  drawn = []
+  monkeypatch.setattr(search.drawing_rendering, 'render_png', lambda *a: drawn.append(a))
+  budget = search.REQUEST_BUDGET
+  points = budget.points // 2 + 1  # Two such drawings are over the budget, one is not.
+  line = json.dumps({'drawing': [[[7] * points, [9] * points]]}).encode()
+  with pytest.raises(search.QueryError, match=rf'^q:3: the drawings up to this line hold '
+                                              rf'{2 * points} points; at most {budget.points}'):
+    search.queries_from_bytes(line + b'\n\n' + line + b'\n', 'q')
+  assert drawn == []
+  assert len(search.queries_from_bytes(line, 'q')) == 1 and len(drawn) == 1
+  # The command line reads the user's own files with a larger budget.
+  wide = json.dumps({'drawing': [[[7] * points * 3, [9] * points * 3]]})
+  assert len(search.read_queries(wide)) == 1
 
 
 def test_a_utf8_byte_order_mark_is_read_as_ingestion_reads_it(tmp_path):
@@ -147,9 +168,36 @@ def client(monkeypatch, tmp_path):
     (GOOD + b'\n' + _nested(100_000), 'request body:2: the nesting is too deep'),
     (GOOD + b'\n' + GOOD.replace(b'10,', b'NaN,', 1), 'request body:2: NaN is not a finite'),
     (GOOD.replace(b'box', b'bo\xe9te'), 'request body:1: not UTF-8 text'),
-    (b'{}\n' * 100_000, 'request body: 100000 queries; at most 1000'),
+    (b'{}\n' * 100_000, 'request body: 100000 queries; at most 64'),
+    (GOOD + b'\n' + GOOD.replace(b'10,', b'1' * 4301 + b',', 1),
+     'request body:2: an integer of 4301 digits is not a finite number'),
+    (GOOD.replace(b'"box"', b'["box"]'), 'request body:1: "word" must be a string'),
+    (GOOD.replace(b'"box"', b'7'), 'request body:1: "word" must be a string'),
 ])
 def test_http_answers_400_naming_the_line(client, body, message):
   response = client.post('/search?model=toy', data=body, content_type='application/x-ndjson')
   assert response.status_code == 400, response.get_json()
   assert message in response.get_json()['error']['message']
+
+
+def test_the_command_line_refuses_a_huge_integer_as_the_bad_line(tmp_path, capsys):
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / 'toy' / '1'
+  folder.mkdir(parents=True)
+  registry_fixtures.write_model_files(str(folder))
+  registry_fixtures.write_gallery(str(folder), [b'png'], ['box'])
+  (folder / registry.MODEL_CARD_FILE).write_text(json.dumps({'model_name': 'toy'}))
+  query = GOOD.replace(b'10,', b'1' * 5000 + b',', 1).decode()
+  assert cli.main(['search', '--model', 'toy', '--query', query,
+                   '--registry', str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert '<ndjson line>:1: an integer of 5000 digits is not a finite number' in err
+  assert 'Traceback' not in err
+
+
+def test_word_must_be_a_string_and_is_echoed_only_as_one():
+  [query] = search.queries_from_bytes(GOOD, 'q')
+  assert query.category == 'box'
+  for word, kind in (('["box"]', 'a list'), ('{"a": 1}', 'an object'), ('null', 'null')):
+    with pytest.raises(search.QueryError, match=f'^q:1: "word" must be a string .*not {kind}'):
+      search.queries_from_bytes(GOOD.replace(b'"box"', word.encode()), 'q')

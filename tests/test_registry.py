@@ -12,15 +12,13 @@ import tensorflow as tf
 
 from components import registry_store
 from serving import registry
+from tests import registry_fixtures
 from tests.conftest import ROOT
 
 
-def _stage_fake(folder, payload='model'):
+def _stage_fake(folder):
   """What a push stages, minus the SavedModel's weight: enough for the layout's rules."""
-  os.makedirs(os.path.join(folder, 'variables'))
-  for name in ('variables/variables.index', 'saved_model.pb'):
-    with open(os.path.join(folder, name), 'w') as f:
-      f.write(payload)
+  registry_fixtures.write_model_files(folder)
 
 
 def _cards(version):

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import os
+import shutil
 
 from PIL import Image
 import numpy as np
@@ -12,17 +13,19 @@ import pytest
 from pipeline import cli
 from serving import registry
 from serving import search
+from tests import registry_fixtures
 
 CARD = registry.MODEL_CARD_FILE
 
 
-def _version(root, version, card=None, model='toy', saved_model=True, gallery=False):
-  """A version folder as the readers see it; `card` is a dict, or raw text written as is."""
+def _version(root, version, card=None, model='toy', saved_model=True, gallery=False,
+             damage=None):
+  """A version folder as the readers see it; `card` is a dict, or raw text written as is;
+  `damage(folder)` then breaks it."""
   folder = os.path.join(str(root), model, str(version))
   os.makedirs(folder, exist_ok=True)
   if saved_model:
-    with open(os.path.join(folder, registry.SAVED_MODEL_FILE), 'w') as f:
-      f.write('model')
+    registry_fixtures.write_model_files(folder)
   if gallery:
     registry.write_gallery(os.path.join(folder, registry.GALLERY_FILE), registry.Gallery(
         embedding=np.zeros((2, 3), np.float32), category=np.array(['box', 'line']),
@@ -35,7 +38,18 @@ def _version(root, version, card=None, model='toy', saved_model=True, gallery=Fa
                         'size': 2 if gallery else 0}}
   with open(os.path.join(folder, CARD), 'w', encoding='utf-8', errors='surrogateescape') as f:
     f.write(card if isinstance(card, str) else json.dumps(card))
+  if damage:
+    damage(folder)
   return folder
+
+
+def _overwrite(name, data=b'\x00garbage' * 20, at=40):
+  """Damage: `data` written over a file from byte `at`, as a failing disk or copy leaves it."""
+  def damage(folder):
+    with open(os.path.join(folder, name), 'r+b') as f:
+      f.seek(at)
+      f.write(data)
+  return damage
 
 
 def _png():
@@ -87,6 +101,19 @@ DAMAGE = {
     'gallery named, missing': (
         dict(card={'gallery': {'file': registry.GALLERY_FILE, 'size': 9}}),
         f'no {registry.GALLERY_FILE}'),
+    # Present but not loadable (issue 26): readers checked that files exist, not that they load.
+    'gallery corrupt': (dict(gallery=True, damage=_overwrite(registry.GALLERY_FILE)),
+                        f'{registry.GALLERY_FILE} is unreadable'),
+    'gallery truncated': (
+        dict(gallery=True,
+             damage=lambda folder: os.truncate(os.path.join(folder, registry.GALLERY_FILE), 40)),
+        f'{registry.GALLERY_FILE} is unreadable'),
+    'saved_model.pb corrupt': (dict(damage=_overwrite(registry.SAVED_MODEL_FILE, at=0)),
+                               f'{registry.SAVED_MODEL_FILE} cannot be read as a SavedModel'),
+    'no variables': (dict(damage=lambda folder: shutil.rmtree(os.path.join(folder, 'variables'))),
+                     f'no {registry.VARIABLES_INDEX}'),
+    'render size not a number': (dict(card={'data': {'render_size': 'large'}}),
+                                 "no usable render settings (data.render_size 'large'"),
 }
 
 
@@ -131,17 +158,6 @@ def test_search_skips_versions_without_a_gallery(tmp_path):
   assert len(registry.load_gallery(registry.resolve(root, 'toy', 1))) == 2
   with pytest.raises(registry.RegistryError, match=r"'toy' version 2 has no gallery.npz"):
     registry.load_gallery(registry.resolve(root, 'toy', 2))
-
-
-def test_an_unreadable_gallery_or_model_is_a_damaged_version(tmp_path):
-  folder = _version(tmp_path, 1, gallery=True)
-  with open(os.path.join(folder, registry.GALLERY_FILE), 'r+b') as f:
-    f.truncate(40)
-  version = registry.resolve(str(tmp_path), 'toy')
-  with pytest.raises(registry.DamagedVersionError, match='gallery.npz is unreadable'):
-    registry.load_gallery(version)
-  with pytest.raises(registry.DamagedVersionError, match='SavedModel cannot be loaded'):
-    registry.load_model(version)
 
 
 def test_odd_card_fields_do_not_break_the_listing(tmp_path):

@@ -20,6 +20,7 @@ from pipeline import cli
 from pipeline import results
 from serving import ann
 from serving import http
+from serving import png_decoding
 from serving import search
 
 LINE = {'word': 'box', 'drawing': [[[10, 200, 200, 10, 10], [10, 10, 200, 200, 10]]]}
@@ -69,7 +70,7 @@ def test_bad_queries_get_errors_that_name_them(data, message):
 
 
 def test_too_large_png_and_missing_file_are_refused(monkeypatch, tmp_path):
-  monkeypatch.setattr(search, 'MAX_PNG_BYTES', 100)
+  monkeypatch.setattr(png_decoding, 'MAX_PNG_BYTES', 100)
   with pytest.raises(search.QueryError, match='the limit is 100'):
     search.queries_from_bytes(_png(), 'big.png')
   with pytest.raises(search.QueryError, match='no such file'):
@@ -143,7 +144,8 @@ def test_a_gallery_drawing_finds_itself_first(pushed):
   # The same drawing as an ndjson line from the source: rendered as in training, found first.
   drawing_id = str(gallery.id[1])
   line = _source_line(config.source, drawing_id)
-  query = search.queries_from_bytes(line, 'line', *search.render_settings(searcher.model_version.card))
+  query = search.queries_from_bytes(line, 'line',
+                                    *search.render_settings(searcher.model_version.card))
   assert query[0].png == gallery.png[1]
   assert searcher.search(query, k=1)[0].neighbours[0].id == drawing_id
   # The approximate index finds the same drawings on this small gallery.

@@ -19,6 +19,7 @@ from serving import pad
 from serving import registry
 from serving import search
 from tests import headless_chromium
+from tests import registry_fixtures
 
 needs_chromium = headless_chromium.needs_chromium
 
@@ -34,7 +35,7 @@ def _fake_registry(root) -> str:
     for version in versions:
       folder = root / model / str(version)
       folder.mkdir(parents=True)
-      (folder / registry.SAVED_MODEL_FILE).write_bytes(b'')
+      registry_fixtures.write_model_files(str(folder))
       (folder / registry.MODEL_CARD_FILE).write_text(json.dumps(
           {'pushed_at': f'2026-01-0{version}T00:00:00+00:00', 'metrics': {'map': 0.5},
            'categories': ['line', 'corner'], 'gallery': {'size': 3}}))
@@ -141,7 +142,6 @@ def test_thumbnails_of_a_loaded_version_come_from_its_searcher_not_a_second_copy
     ('/pad/gallery/toy/4/0.png', "no version '4'"),
     ('/pad/gallery/toy/3/0.png', 'no saved_model.pb'),
     ('/pad/gallery/vgg/1/0.png', "no model 'vgg'"),
-    ('/pad/gallery/toy/latest/0.png', 'not found'),
     ('/pad/static/missing.js', 'not found'),
 ])
 def test_unknown_thumbnails_get_json_errors(tmp_path, path, message):
