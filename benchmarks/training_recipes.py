@@ -220,7 +220,9 @@ def main(argv=None) -> int:
   images, labels = load(args.source, categories, args.train, args.test, args.image_size, seed)
   result = {'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
             'machine': precision.describe_machine(),
-            'config': dict(vars(args), source=result_paths.shown_source(args.source)),
+            'config': dict(vars(args), source=result_paths.shown_source(args.source),
+                           output=args.output and os.path.basename(args.output),
+                           plot=args.plot and os.path.basename(args.plot)),
             'categories': categories, 'data_seconds': round(time.time() - start, 1),
             'runs': []}
   # Interleaved by seed, then variant, then model: a machine that slows down mid-study

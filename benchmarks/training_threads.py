@@ -80,6 +80,7 @@ def main(argv=None) -> int:
   from benchmarks.training import emit  # pylint: disable=g-import-not-at-top
   from models import precision  # pylint: disable=g-import-not-at-top
   names = args.variants.split(',')
+  started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
   rates = {name: [] for name in names}
   forward_gflop = None
   for round_number in range(args.repeats):
@@ -97,9 +98,10 @@ def main(argv=None) -> int:
     print(f'round {round_number + 1}/{args.repeats}: ' + ', '.join(
         f'{name} {rates[name][-1]:.2f}' for name in names), flush=True)
   peak = peak_flops()
-  result = {'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-            'machine': precision.describe_machine(), 'peak': peak,
-            'forward_gflop_per_image': forward_gflop, 'config': vars(args), 'variants': {}}
+  result = {'started': started, 'machine': precision.describe_machine(), 'peak': peak,
+            'forward_gflop_per_image': forward_gflop,
+            'config': dict(vars(args), output=args.output and os.path.basename(args.output)),
+            'variants': {}}
   for name in names:
     median = statistics.median(rates[name])
     achieved = median * 3 * forward_gflop
