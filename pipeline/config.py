@@ -153,8 +153,8 @@ RECIPE = dict(optimizer='adam', lr_schedule='linear', learning_rate=3e-4, warmup
 
 # Both models always get the same training budget: the comparison between them is the point.
 # smoke: the whole pipeline in a couple of minutes for tests; accuracy is not the point.
-# default: `make run`, a real run in under 30 minutes on any 2-core CPU seen (float32 without
-#   AVX-512 included): the same number of training images on every CPU.
+# default: `make run`, a real run: the same training images on every CPU, which keeps it under
+#   30 minutes on a 2-core CPU without AVX-512 (README, "Results of the default profile").
 # spec: the specification's sample (100 x (1000 + 50) at 128x128) on one 2-core CPU machine in
 #   about 100 minutes: each model trains for the same 35 minutes (the epochs reached are
 #   reported), train accuracy on a random 5,000 of the training drawings.
