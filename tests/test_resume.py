@@ -79,6 +79,11 @@ def test_a_killed_training_resumes_from_its_checkpoint(data, tmp_path):
   # One history row per epoch over both attempts, not only the resumed ones.
   assert len(summary['history']['loss']) == 40
   assert summary['epochs_reached'] == pytest.approx(40)
+  # The resumed attempt continued the same schedule: at the end of epoch e of 40 the linear
+  # rate is 1e-3 x (1 - e/40), in both attempts, and zero at the end of the budget.
+  expected = [1e-3 * (1 - epoch / 40) for epoch in range(1, 41)]
+  assert summary['history']['learning_rate'] == pytest.approx(expected, abs=1e-9)
+  assert summary['last_learning_rate'] == pytest.approx(0.0, abs=1e-9)
   # The model was exported, so the checkpoint is gone: a new run would start afresh.
   assert _checkpointed_step(resume_root) == 0
   assert os.path.isdir(work_dir / 'model' / 'Format-Serving' / 'variables')
@@ -99,11 +104,6 @@ def test_a_time_budget_stops_training_and_reports_the_epochs_reached(data, tmp_p
   assert summary['training_seconds'] >= 6.0
   assert summary['epochs_reached'] == pytest.approx(summary['images_seen'] / 48, abs=1e-3)
   assert summary['precision'] == 'float32'
-  # The resumed attempt continued the same schedule: at the end of epoch e of 40 the linear
-  # rate is 1e-3 x (1 - e/40), in both attempts, and zero at the end of the budget.
-  expected = [1e-3 * (1 - epoch / 40) for epoch in range(1, 41)]
-  assert summary['history']['learning_rate'] == pytest.approx(expected, abs=1e-9)
-  assert summary['last_learning_rate'] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_every_checkpoint_holds_the_log_of_each_epoch_its_steps_complete(tmp_path):
