@@ -24,14 +24,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from benchmarks import result_paths
+from benchmarks import training_recipes
 from benchmarks.training import emit
 from components import category_sampling
-from components import drawing_rendering
 from components import retrieval
 from models import architectures
 from models import augmentation as augmentation_lib
 from models import batchnorm
-from models import preprocessing
 from models import schedules
 from models import trainer
 from pipeline import config as config_lib
@@ -46,18 +45,6 @@ VARIANTS = {
     'cosine_warmup_label_smoothing': {'schedule': 'cosine', 'warmup_epochs': 0.5,
                                       'label_smoothing': 0.1},
 }
-
-
-def load(source, image_size, train_count, test_count, seed):
-  images, labels = {'train': [], 'test': []}, {'train': [], 'test': []}
-  for label, category in enumerate(DEFAULT_CATEGORIES):
-    sample = category_sampling.sample_category(source, category, train_count, test_count, seed)
-    for split, drawings in (('train', sample.train), ('test', sample.test)):
-      pngs = tf.constant([drawing_rendering.render_png(d) for _, d in drawings])
-      images[split].append(preprocessing.decode_and_resize(pngs, image_size).numpy())
-      labels[split] += [label] * len(drawings)
-  return ({s: np.concatenate(images[s]) for s in images},
-          {s: np.array(labels[s], np.int64) for s in labels})
 
 
 def run_variant(name, options, images, labels, args):
@@ -110,7 +97,8 @@ def main(argv=None) -> int:
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument('--output')
   args = parser.parse_args(argv)
-  images, labels = load(args.source, args.image_size, args.train, args.test, args.seed)
+  images, labels = training_recipes.load(args.source, DEFAULT_CATEGORIES, args.train, args.test,
+                                         args.image_size, args.seed)
   result = {'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
             'config': dict(vars(args), source=result_paths.shown_source(args.source))}
   for name in args.variants.split(','):
