@@ -7,16 +7,12 @@ must import: this module resolves each name on first use, importing nothing befo
 """
 import importlib
 
-# TYPE_NAME's last part -> the module and class that define it.
-_TYPES = {
-    'SamplingManifest': ('components.quickdraw_example_gen', 'SamplingManifest'),
-    'Embeddings': ('components.embedding_evaluator', 'Embeddings'),
-    'ModelComparison': ('components.model_comparison', 'Comparison'),
-}
+# TYPE_NAME's last part -> the class in components/artifact_types.py.
+_TYPES = {'SamplingManifest': 'SamplingManifest', 'Embeddings': 'Embeddings',
+          'ModelComparison': 'Comparison'}
 
 
 def __getattr__(name: str):
   if name not in _TYPES:
     raise AttributeError(f'module {__name__!r} has no artifact type {name!r}')
-  module, class_name = _TYPES[name]
-  return getattr(importlib.import_module(module), class_name)
+  return getattr(importlib.import_module('components.artifact_types'), _TYPES[name])

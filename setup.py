@@ -7,11 +7,14 @@ setuptools.setup(
     description='TFX pipeline: Quick, Draw! sampling, skNet/skResNet training, '
                 'leave-one-out retrieval mAP, model registry.',
     python_requires='>=3.10,<3.11',
-    packages=setuptools.find_packages(
-        include=['pipeline', 'components', 'models', 'serving', 'kubeflow']),
+    # kubeflow/ is a namespace package (no __init__.py), so Kubeflow's own kubeflow.* packages
+    # installed beside it stay importable.
+    packages=setuptools.find_namespace_packages(
+        include=['common', 'models', 'domain', 'components', 'components.*', 'pipeline',
+                 'serving', 'kubeflow']),
     py_modules=['quickdraw'],  # The artifact types by their ML Metadata names (Kubeflow).
     package_data={
-        'components': ['data/*.txt'],
+        'domain': ['data/*.txt'],
         'pipeline': ['templates/*.j2'],  # The report's templates.
         'serving': ['templates/*.html', 'static/*.js', 'static/*.css'],  # The sketch pad.
     },
@@ -27,7 +30,7 @@ setuptools.setup(
         'matplotlib',  # report figures
         'markdown',  # report.md -> report.html
         'jinja2',  # the report's templates (pipeline/templates)
-        'shapely',  # Ramer-Douglas-Peucker for raw strokes (components/stroke_simplification.py).
+        'shapely',  # Ramer-Douglas-Peucker for raw strokes (domain/stroke_simplification.py).
         'flask',  # serving/http.py
         'waitress',  # serving/server.py: the production WSGI server of `serve`
     ],

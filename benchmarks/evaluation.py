@@ -53,7 +53,7 @@ from unittest import mock
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from models import legacy_keras  # pylint: disable=g-import-not-at-top
+from common import legacy_keras  # pylint: disable=g-import-not-at-top
 legacy_keras.enable()  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top
@@ -65,11 +65,13 @@ from tfx.types import standard_artifacts
 
 from benchmarks import evaluation_inputs
 from benchmarks import result_paths
-from components import embedding_evaluator
-from components import tfma_results
+from common import progress
+from components.evaluator import component as evaluator_component
+from components.evaluator import executor as evaluator_executor
+from components.evaluator import outputs as evaluation_outputs
+from components.evaluator import tfma_results
 from models import features
 from models import preprocessing
-from models import progress
 from pipeline import config as config_lib
 
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
@@ -142,13 +144,13 @@ def _exec_properties(config, model_name: str) -> dict:
 
 def run_tfma(examples_uri: str, model_uri: str, model_name: str, config, out_dir: str) -> tuple:
   """(stages, metrics): the component's executor, constructed and run as TFX's runner does."""
-  from components import tfma_evaluation  # Imported with the component; named for wrapping.
+  from components.evaluator import tfma_evaluation  # Imported with the component; named for wrapping.
   from tensorflow_model_analysis.metrics import tf_metric_wrapper
   examples = standard_artifacts.Examples()
   examples.uri, examples.split_names = examples_uri, '["train", "test"]'
   model = standard_artifacts.Model()
   model.uri, model.id = model_uri, 1
-  outputs = embedding_evaluator.output_artifacts(out_dir)
+  outputs = evaluator_component.output_artifacts(out_dir)
   stages = Stages()
   agree = tfma_results._agree  # pylint: disable=protected-access
 
@@ -169,17 +171,17 @@ def run_tfma(examples_uri: str, model_uri: str, model_name: str, config, out_dir
       (tf_metric_wrapper._CompilableMetricsCombiner,  # pylint: disable=protected-access
        '_process_batch', 'keras_metric_batches_in_process'),
       (tfma_evaluation, 'read_capture', 'read_capture'),
-      (embedding_evaluator, 'raw_pixels', 'raw_pixels'),
-      (embedding_evaluator, 'compute_metrics', 'compute_metrics'),
+      (evaluator_executor, 'raw_pixels', 'raw_pixels'),
+      (evaluator_executor, 'compute_metrics', 'compute_metrics'),
       (tfma_results, 'read', 'tfma_results_read'),
-      (embedding_evaluator, '_write_npz', 'write_npz')]):
+      (evaluator_executor, '_write_npz', 'write_npz')]):
     executor = stages.timed(
-        'executor_construction', embedding_evaluator.EmbeddingEvaluator.EXECUTOR_SPEC
+        'executor_construction', evaluator_component.EmbeddingEvaluator.EXECUTOR_SPEC
         .executor_class, base_beam_executor.BaseBeamExecutor.Context(
             beam_pipeline_args=list(config.beam_pipeline_args), tmp_dir=out_dir))
     executor.Do({'examples': [examples], 'model': [model]}, outputs,
                 _exec_properties(config, model_name))
-  return stages, embedding_evaluator.read_metrics(outputs['evaluation'][0].uri)
+  return stages, evaluation_outputs.read_metrics(outputs['evaluation'][0].uri)
 
 
 def _batches(pattern: str, batch_size: int, limit: int):
@@ -225,20 +227,20 @@ def run_direct(examples_uri: str, model_uri: str, model_name: str, config, out_d
   model_dir = os.path.join(model_uri, 'Format-Serving')
   loaded = stages.timed('model_load', tf.saved_model.load, model_dir)
   embed = loaded.signatures['embed']
-  categories = embedding_evaluator.read_categories(model_dir)
+  categories = evaluator_executor.read_categories(model_dir)
   pattern = lambda split: os.path.join(examples_uri, f'Split-{split}', '*')
   properties = _exec_properties(config, model_name)
   train = stages.timed('train_split', run_split, embed, pattern('train'), 'train', BATCH_SIZE,
                        properties['train_eval_max_examples'])
   test = stages.timed('test_split', run_split, embed, pattern('test'), 'test', BATCH_SIZE,
                       pixels_size=properties['raw_pixels_size'])
-  metrics, per_query = stages.timed('compute_metrics', embedding_evaluator.compute_metrics,
+  metrics, per_query = stages.timed('compute_metrics', evaluator_executor.compute_metrics,
                                     model_name, train, test, categories)
 
   def write():
-    with open(os.path.join(out_dir, embedding_evaluator.METRICS_FILE), 'w') as f:
+    with open(os.path.join(out_dir, evaluation_outputs.METRICS_FILE), 'w') as f:
       json.dump(metrics, f, indent=2, allow_nan=False)
-    embedding_evaluator._write_npz(out_dir, {  # pylint: disable=protected-access
+    evaluator_executor._write_npz(out_dir, {  # pylint: disable=protected-access
         'embedding': test['embedding'], 'category': test['category'], 'id': test['id'],
         'predicted': test['predicted'], 'probabilities': test['probabilities'],
         'class_names': np.array(categories), **per_query})
@@ -370,7 +372,7 @@ def main(argv=None) -> int:
     row['model'] = result_paths.portable(model, args.work_dir)
     row['model_serving_dir_resolved'] = result_paths.portable(os.path.realpath(serving),
                                                               args.work_dir)
-    row['model_categories'] = len(embedding_evaluator.read_categories(serving))
+    row['model_categories'] = len(evaluator_executor.read_categories(serving))
     result['models'].append(row)
   result['machine']['load_average_at_end'] = os.getloadavg()
   output = args.output or os.path.join(RESULTS, f'evaluation-{args.point}.json')

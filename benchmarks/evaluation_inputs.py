@@ -8,13 +8,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from components import category_sampling
-from components import drawing_rendering
-from components import embedding_evaluator
-from components import quickdraw_source
+from common import progress
+from components.evaluator import executor as evaluator_executor
+from components.example_gen import category_sampling
+from domain import drawing_rendering
+from domain import quickdraw_source
 from models import features
 from models import preprocessing
-from models import progress
 from pipeline import config as config_lib
 
 SCALE_CATEGORIES, SCALE_TRAIN, SCALE_TEST, SCALE_SHARDS = 100, 200, 50, 2
@@ -97,13 +97,13 @@ def write_synthetic_model(examples_uri: str, work_dir: str, image_size: int) -> 
   """The model artifact (Format-Serving inside) for the scale point's categories."""
   uri = os.path.join(work_dir, 'synthetic_model')
   serving = os.path.join(uri, 'Format-Serving')
-  if not os.path.exists(os.path.join(serving, embedding_evaluator.CATEGORIES_FILE)):
+  if not os.path.exists(os.path.join(serving, evaluator_executor.CATEGORIES_FILE)):
     with open(os.path.join(examples_uri, 'categories.json')) as f:
       categories = json.load(f)['categories']
     module = SyntheticModel(categories, image_size)
     tf.saved_model.save(module, serving, signatures={
         'embed': module.embed, 'transform_features': module.transform_features})
-    os.makedirs(os.path.dirname(os.path.join(serving, embedding_evaluator.CATEGORIES_FILE)))
-    with open(os.path.join(serving, embedding_evaluator.CATEGORIES_FILE), 'w') as f:
+    os.makedirs(os.path.dirname(os.path.join(serving, evaluator_executor.CATEGORIES_FILE)))
+    with open(os.path.join(serving, evaluator_executor.CATEGORIES_FILE), 'w') as f:
       f.write('\n'.join(categories) + '\n')
   return uri

@@ -27,7 +27,7 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from models import legacy_keras  # pylint: disable=g-import-not-at-top
+from common import legacy_keras  # pylint: disable=g-import-not-at-top
 legacy_keras.enable()  # Before TensorFlow is imported.
 SHARED = os.path.normpath(os.path.join(ROOT, '..', 'shared', 'quickdraw', 'simplified'))
 MODES = {
@@ -37,7 +37,7 @@ MODES = {
 
 
 def _categories(count, seed=0):
-  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
+  from domain import quickdraw_source  # pylint: disable=g-import-not-at-top
   return quickdraw_source.choose_categories(quickdraw_source.list_categories(SHARED), count, seed)
 
 
@@ -47,30 +47,33 @@ def run_executor(source, categories, per_category, beam_args, out_dir, seed=0):
   from tfx.dsl.components.base import base_beam_executor  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
-  from components import quickdraw_example_gen as qeg  # pylint: disable=g-import-not-at-top
+  from components import artifact_types  # pylint: disable=g-import-not-at-top
+  from components.example_gen import component as example_gen_component
+  from components.example_gen import executor as example_gen_executor
+  from components.example_gen import outputs as example_gen_outputs
   from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.profile('default', source=source, beam_pipeline_args=tuple(beam_args))
   test = max(per_category // 10, 1)
-  component = qeg.QuickDrawExampleGen(
+  component = example_gen_component.QuickDrawExampleGen(
       source=source, num_categories=len(categories), train_per_category=per_category - test,
       test_per_category=test, seed=seed, categories=categories,
       render_size=config.render_size, stroke_width=config.stroke_width)
   exec_properties = {k: proto_utils.proto_to_json(v) if isinstance(v, message.Message) else v
                      for k, v in component.exec_properties.items()}
-  examples, manifest = standard_artifacts.Examples(), qeg.SamplingManifest()
+  examples, manifest = standard_artifacts.Examples(), artifact_types.SamplingManifest()
   examples.uri, manifest.uri = os.path.join(out_dir, 'examples'), os.path.join(out_dir, 'manifest')
-  executor = qeg.Executor(base_beam_executor.BaseBeamExecutor.Context(
+  executor = example_gen_executor.Executor(base_beam_executor.BaseBeamExecutor.Context(
       beam_pipeline_args=list(config.beam_pipeline_args), tmp_dir=out_dir))
   start = time.perf_counter()
   executor.Do({}, {'examples': [examples], 'manifest': [manifest]}, exec_properties)
-  return time.perf_counter() - start, qeg.read_manifest(manifest)
+  return time.perf_counter() - start, example_gen_outputs.read_manifest(manifest)
 
 
 def plain_loop(source, categories, per_category, out_dir, seed=0):
   """The same drawings sampled, rendered, encoded and written by one process, no Beam."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import category_sampling  # pylint: disable=g-import-not-at-top
-  from components import drawing_rendering  # pylint: disable=g-import-not-at-top
+  from components.example_gen import category_sampling  # pylint: disable=g-import-not-at-top
+  from domain import drawing_rendering  # pylint: disable=g-import-not-at-top
   test = max(per_category // 10, 1)
   start = time.perf_counter()
   read = written = 0
@@ -129,8 +132,8 @@ def _synthetic_file(path, drawings, seed=0):
 
 def whole_file_sample(source, category, train_count, test_count, seed):
   """The first version's reader: every line parsed and kept, deduplicated, then sampled."""
-  from components import drawing_records  # pylint: disable=g-import-not-at-top
-  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
+  from domain import drawing_records  # pylint: disable=g-import-not-at-top
+  from domain import quickdraw_source  # pylint: disable=g-import-not-at-top
   path = quickdraw_source.category_path(source, category)
   unique, seen = [], set()
   with open(path, 'rb') as f:
@@ -155,7 +158,7 @@ def _child(argv):
 
 
 def memory_child(args):
-  from components import category_sampling  # pylint: disable=g-import-not-at-top
+  from components.example_gen import category_sampling  # pylint: disable=g-import-not-at-top
   before = _peak_rss_mb()
   start = time.perf_counter()
   if args.reader == 'streaming':

@@ -1,4 +1,4 @@
-"""Benchmark: exact leave-one-out retrieval metrics, chunked (components/retrieval.py) vs NumPy.
+"""Benchmark: exact leave-one-out retrieval metrics, chunked (domain/retrieval.py) vs NumPy.
 
   .venv/bin/python -m benchmarks.retrieval compare --n 5000 --repeats 3
   .venv/bin/python -m benchmarks.retrieval scale --n 1000 2000 5000 10000 20000 50000
@@ -28,7 +28,7 @@ import tracemalloc
 import numpy as np
 from scipy.spatial import distance
 
-from components import retrieval
+from domain import retrieval
 
 DIM = 1024
 CATEGORIES = 100

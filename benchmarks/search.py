@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from components import retrieval  # pylint: disable=g-import-not-at-top
+from domain import retrieval  # pylint: disable=g-import-not-at-top
 from serving import ann  # pylint: disable=g-import-not-at-top
 
 K = 10

@@ -46,7 +46,7 @@ import time
 from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from models import legacy_keras  # pylint: disable=g-import-not-at-top
+from common import legacy_keras  # pylint: disable=g-import-not-at-top
 legacy_keras.enable()  # Before TensorFlow is imported.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 

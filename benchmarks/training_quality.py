@@ -1,10 +1,10 @@
 """Does augmentation (or a schedule / label smoothing) help at the default profile's data scale?
 
 Plain Keras on the default profile's data: its 10 categories, 120 training and 30 test
-drawings each (seed 42, read with components/category_sampling.py as ExampleGen does), skNet,
-3 epochs, batch 32, Adam 3e-4; the same seed, data and order for every variant. Reports
-inference-mode test accuracy (after the Trainer's BatchNorm re-estimation) and leave-one-out
-mAP on fc_1. `--image-size` below 128 trades fidelity for time on a busy CPU.
+drawings each (seed 42, read with components/example_gen/category_sampling.py as ExampleGen
+does), skNet, 3 epochs, batch 32, Adam 3e-4; the same seed, data and order for every variant.
+Reports inference-mode test accuracy (after the Trainer's BatchNorm re-estimation) and
+leave-one-out mAP on fc_1. `--image-size` below 128 trades fidelity for time on a busy CPU.
 
   python benchmarks/training_quality.py --image-size 32 --output result.json
 """
@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from models import legacy_keras  # pylint: disable=g-import-not-at-top
+from common import legacy_keras  # pylint: disable=g-import-not-at-top
 legacy_keras.enable()  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top
@@ -26,8 +26,7 @@ import tf_keras as keras
 from benchmarks import result_paths
 from benchmarks import training_recipes
 from benchmarks.training import emit
-from components import category_sampling
-from components import retrieval
+from domain import retrieval
 from models import architectures
 from models import augmentation as augmentation_lib
 from models import batchnorm

@@ -9,8 +9,8 @@ accuracy and the leave-one-out mAP of fc_1 (L2). Along the way it scores a fixed
 test drawings at a few points, for the curve of accuracy against images seen.
 
 The data are the specification's sample (its 100 categories, seed 42, drawn and deduplicated by
-components/category_sampling.py as ExampleGen does, rendered as the pipeline renders them) or a
-proxy of it: a random subset of those categories, fewer drawings, a smaller image side.
+components/example_gen/category_sampling.py as ExampleGen does, rendered as the pipeline renders
+them) or a proxy of it: a random subset of those categories, fewer drawings, a smaller image side.
 
   python benchmarks/training_recipes.py --categories 20 --train 1000 --test 100 \
       --image-size 64 --images 6000 --model sknet --variants constant_3e-4,linear_1e-3 \
@@ -24,7 +24,7 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from models import legacy_keras  # pylint: disable=g-import-not-at-top
+from common import legacy_keras  # pylint: disable=g-import-not-at-top
 legacy_keras.enable()  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top
@@ -34,10 +34,10 @@ import tf_keras as keras
 
 from benchmarks import result_paths
 from benchmarks.training import emit
-from components import category_sampling
-from components import drawing_rendering
-from components import quickdraw_source
-from components import retrieval
+from components.example_gen import category_sampling
+from domain import drawing_rendering
+from domain import quickdraw_source
+from domain import retrieval
 from models import architectures
 from models import batchnorm
 from models import precision

@@ -45,7 +45,7 @@ def peak_flops(cpuinfo: str = '/proc/cpuinfo') -> dict:
 
 def _child(intra: int, inter: int, batch_size: int, steps: int) -> None:
   """Runs in the child: prints one JSON line {images_per_second, forward_gflop}."""
-  from models import legacy_keras  # pylint: disable=g-import-not-at-top
+  from common import legacy_keras  # pylint: disable=g-import-not-at-top
   legacy_keras.enable()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if intra:

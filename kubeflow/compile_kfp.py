@@ -18,7 +18,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from models import legacy_keras
+from common import legacy_keras
 from pipeline import config as config_lib
 
 # Where kubeflow/Dockerfile puts the project inside the image; the compiled ImportSchemaGen

@@ -18,8 +18,8 @@ import sys
 import time
 from typing import Dict, List
 
-from components.model_anatomy import layer_macs  # noqa: F401  (tests and callers use it here)
-from models import legacy_keras
+from common import legacy_keras
+from models.model_anatomy import layer_macs  # noqa: F401  (tests and callers use it here)
 from pipeline import config as config_lib
 
 # FP32 peak TFLOP/s without tensor cores (vendor data sheets); the models train in float32.
@@ -129,9 +129,9 @@ def serialized_bytes_per_example(source: str, config: config_lib.PipelineConfig,
                                  per_category: int) -> float:
   """Mean serialized tf.Example size over `per_category` drawings of each category that
   `config` samples from `source`, rendered as ExampleGen renders them."""
-  from components import category_sampling  # pylint: disable=g-import-not-at-top
-  from components import drawing_rendering  # pylint: disable=g-import-not-at-top
-  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
+  from components.example_gen import category_sampling  # pylint: disable=g-import-not-at-top
+  from domain import drawing_rendering  # pylint: disable=g-import-not-at-top
+  from domain import quickdraw_source  # pylint: disable=g-import-not-at-top
   categories = quickdraw_source.choose_categories(
       quickdraw_source.list_categories(source), config.num_categories, config.seed)
   sizes = []

@@ -37,11 +37,11 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from common import legacy_keras
 from kubeflow import compile_kfp
 from kubeflow import kfp_driver
 from kubeflow import submit_kfp
 from kubeflow.kfp_driver import LauncherError
-from models import legacy_keras
 from pipeline import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

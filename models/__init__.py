@@ -1,3 +1,3 @@
-"""Keras models, their training and feature definitions: the bottom layer, importing no other
-package of the project (layers: models < components < pipeline < serving, kubeflow, benchmarks;
-checked by tests/test_import_layers.py)."""
+"""Keras models, their training, Transform and feature definitions, read back layer by layer
+(model_anatomy.py). Imports only common/ (layers: common < models < domain < components <
+pipeline < serving, kubeflow < benchmarks; .importlinter, tests/test_import_layers.py)."""

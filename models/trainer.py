@@ -30,16 +30,9 @@ from models import resume as resume_lib
 from models import schedules
 from models import signatures
 from models import training_callbacks
+from models.training_outputs import HISTORY_FILE, TRAINING_RUN_FILE, TRAINING_RUN_KEYS
 
 _SHUFFLE_BUFFER = 10_000
-HISTORY_FILE = 'history.json'
-# In the SavedModel's assets.extra: how the model was trained (precision, budget, steps).
-TRAINING_RUN_FILE = 'training_run.json'
-TRAINING_RUN_KEYS = ('precision', 'precision_reason', 'machine', 'epochs', 'time_budget_minutes',
-                     'stopped_by_time_budget', 'budget', 'steps', 'images_seen', 'epochs_reached',
-                     'training_seconds', 'resumed_from_step', 'batch_size', 'replicas',
-                     'optimizer', 'lr_schedule', 'peak_learning_rate', 'warmup_fraction',
-                     'last_learning_rate', 'label_smoothing')
 # A killed Trainer loses at most this much training (checkpoints also at every epoch end).
 CHECKPOINT_SECONDS = 180.0
 # Hash buckets for carving the validation split out of the training drawings (percent).
@@ -94,8 +87,8 @@ def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   # One input file per split: workers of a cluster take every n-th batch.
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   # tf.data's autotuning thread holds the iterator's destructor for up to its (growing)
-  # optimisation period: 17-33 s at the end of every fit() on 2 cores. The fixed parallelism
-  # it falls back to (one call per core, legacy prefetch) feeds training as fast.
+  # optimisation period at the end of every fit(); the fixed parallelism it falls back to (one
+  # call per core, legacy prefetch) feeds training as fast (benchmarks/README.md, "Training", (e)).
   options.autotune.enabled = False
   return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 

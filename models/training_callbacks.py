@@ -7,7 +7,7 @@ from typing import List
 from absl import logging
 import tf_keras as keras
 
-from models import progress
+from common import progress
 from models import schedules
 
 

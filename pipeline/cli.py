@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from models import legacy_keras
+from common import legacy_keras
 
 # Each module defines register(subparsers): it adds its subcommand and sets `func`, a
 # callable(args) -> exit code. Modules import TensorFlow lazily so `--help` stays fast.

@@ -7,6 +7,8 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
 
+from domain import registry_store
+
 PUBLIC_BUCKET = 'https://storage.googleapis.com/quickdraw_dataset/full/simplified/'
 MODEL_NAMES = ('sknet', 'skresnet')
 
@@ -122,7 +124,7 @@ class PipelineConfig:
 
   @property
   def registry_dir(self) -> str:
-    return os.path.join(self.output_dir, 'registry')
+    return os.path.join(self.output_dir, registry_store.REGISTRY_FOLDER)
 
   def __post_init__(self):
     for name in ('max_accuracy_drop', 'max_map_drop'):
@@ -153,16 +155,16 @@ RECIPE = dict(optimizer='adam', lr_schedule='linear', learning_rate=3e-4, warmup
 
 # Both models always get the same training budget: the comparison between them is the point.
 # smoke: the whole pipeline in a couple of minutes for tests; accuracy is not the point.
-# default: `make run`, a real run: the same training images on every CPU, which keeps it under
-#   30 minutes on a 2-core CPU without AVX-512 (README, "Results of the default profile").
-# spec: the specification's sample (100 x (1000 + 50) at 128x128) on one 2-core CPU machine in
-#   about 100 minutes: each model trains for the same 35 minutes (the epochs reached are
-#   reported), train accuracy on a random 5,000 of the training drawings.
+# default: `make run`, a real run: the same training images on every CPU, few enough that a
+#   2-core CPU without AVX-512 finishes in well under an hour (measured times: README,
+#   "Results of the default profile").
+# spec: the specification's sample (100 x (1000 + 50) at 128x128) on one 2-core CPU machine:
+#   each model trains for the same 35 minutes (the epochs reached are reported), train
+#   accuracy on a random 5,000 of the training drawings (measured times: README).
 # full: the specification with many epochs; a GPU job (Kubeflow) or a very long CPU run.
-# The specification's sample (spec, full) runs its Beam stages on two worker processes: on an
-# idle 2-core machine its ExampleGen ran 1.5x a single-process loop (in_memory: 0.9x;
-# benchmarks/README.md). Small profiles keep in_memory, where the workers' start-up costs more
-# than it saves.
+# The specification's sample (spec, full) runs its Beam stages on two worker processes, which
+# sample and render categories in parallel; small profiles keep in_memory, where the workers'
+# start-up costs more than it saves (benchmarks/README.md, "ExampleGen throughput").
 TWO_BEAM_WORKERS = ('--direct_running_mode=multi_processing', '--direct_num_workers=2')
 PROFILES: Dict[str, PipelineConfig] = {
     'smoke': PipelineConfig(

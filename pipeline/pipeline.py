@@ -13,11 +13,11 @@ from typing import Optional
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
-from components.embedding_evaluator import EmbeddingEvaluator
-from components.latest_model import blessed_baseline_resolver, latest_model_resolver
-from components.model_comparison import ModelComparison
-from components.quickdraw_example_gen import QuickDrawExampleGen
-from components.registry_pusher import RegistryPusher
+from components.evaluator.component import EmbeddingEvaluator
+from components.example_gen.component import QuickDrawExampleGen
+from components.model_comparison.component import ModelComparison
+from components.pusher.component import RegistryPusher
+from components.resolvers import blessed_baseline_resolver, latest_model_resolver
 from pipeline.config import PipelineConfig
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schema')

@@ -1,6 +1,6 @@
 """The report's architecture tables: each exported model's layers, and the two side by side.
 
-The rows are components/model_anatomy.py's reading of the SavedModel each Trainer exported
+The rows are models/model_anatomy.py's reading of the SavedModel each Trainer exported
 (`ModelResults.architecture`): a convolution with its BatchNorm and ReLU is one row, the
 residual additions and fc_1 are named in the last column. Nothing here describes the networks
 from memory; a model whose export could not be read has no table.

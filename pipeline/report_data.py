@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from components import confidence
+from components.evaluator import confidence
 
 if TYPE_CHECKING:
   from pipeline import results  # TFX and ML Metadata: imported at run time only when needed.
@@ -34,7 +34,7 @@ class ModelResults:
   training: Dict[str, Any]  # The Trainer's custom_config: the model's training settings.
   per_query: Dict[str, np.ndarray]  # The Evaluator's per-query arrays of the test split.
   pushed_to: str  # '' when not pushed.
-  # The exported model's layers and totals (components/model_anatomy.py; {} when unreadable).
+  # The exported model's layers and totals (models/model_anatomy.py; {} when unreadable).
   architecture: Dict[str, Any] = dataclasses.field(default_factory=dict)
   pushed_version: str = ''
   card: Dict[str, Any] = dataclasses.field(default_factory=dict)  # The pushed model's card.
@@ -104,12 +104,12 @@ def sampling(manifest: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults:
-  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
+  from components.evaluator import outputs as evaluation_outputs  # pylint: disable=g-import-not-at-top
   evaluator = nodes[f'EmbeddingEvaluator.{name}']
   evaluation_uri = evaluator.outputs['evaluation'][0].uri
   metrics = _with_tfma_values(evaluation_uri,
-                              embedding_evaluator.read_metrics(evaluation_uri))
-  per_query = embedding_evaluator.load_per_query(evaluator.outputs['embeddings'][0].uri)
+                              evaluation_outputs.read_metrics(evaluation_uri))
+  per_query = evaluation_outputs.load_per_query(evaluator.outputs['embeddings'][0].uri)
   trainer = nodes.get(f'Trainer.{name}')
   history, training = {}, {}
   if trainer is not None:
@@ -127,7 +127,7 @@ def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults
     if 'pushed' in props and props['pushed'].int_value:
       pushed_to = props['pushed_destination'].string_value
       pushed_version = props['pushed_version'].string_value if 'pushed_version' in props else ''
-      from components import registry_store  # pylint: disable=g-import-not-at-top
+      from domain import registry_store  # pylint: disable=g-import-not-at-top
       text = _read_text(os.path.join(pushed.uri, registry_store.MODEL_CARD_FILE))
       card = json.loads(text) if text else {}
   return ModelResults(name, metrics, history, training, per_query, pushed_to,
@@ -138,7 +138,7 @@ def _architecture(trainer: Optional[results.NodeRun]) -> Dict[str, Any]:
   """The anatomy of the Trainer's exported model, loaded back into Keras ({} without one)."""
   if trainer is None or not trainer.outputs.get('model'):
     return {}
-  from components import model_anatomy  # pylint: disable=g-import-not-at-top
+  from models import model_anatomy  # pylint: disable=g-import-not-at-top
   from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
   serving_dir = path_utils.serving_model_path(trainer.outputs['model'][0].uri)
   try:
@@ -154,8 +154,8 @@ def _with_tfma_values(uri: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
   they are."""
   if metrics.get('schema_version', 0) < 4:
     return metrics
-  from components import tfma_evaluation  # pylint: disable=g-import-not-at-top  (TFMA)
-  from components import tfma_results  # pylint: disable=g-import-not-at-top
+  from components.evaluator import tfma_evaluation  # pylint: disable=g-import-not-at-top  (TFMA)
+  from components.evaluator import tfma_results  # pylint: disable=g-import-not-at-top
   view = tfma_results.read(uri, metrics['classification']['categories'],
                            tfma_evaluation.Thresholds(**metrics['thresholds']))
   metrics = json.loads(json.dumps(metrics))  # A copy: the file's values stay as read.
@@ -175,10 +175,10 @@ def _comparison(nodes: Dict[str, results.NodeRun],
   comparison, comparison_md = {}, ''
   node = nodes.get('ModelComparison')
   if node and node.outputs.get('comparison'):
-    from components import model_comparison  # pylint: disable=g-import-not-at-top
+    from components.model_comparison import executor as comparison_executor  # pylint: disable=g-import-not-at-top
     uri = node.outputs['comparison'][0].uri
-    comparison = model_comparison.read_comparison(uri)
-    comparison_md = _read_text(os.path.join(uri, model_comparison.COMPARISON_MARKDOWN))
+    comparison = comparison_executor.read_comparison(uri)
+    comparison_md = _read_text(os.path.join(uri, comparison_executor.COMPARISON_MARKDOWN))
   if len(models) >= 2 and not comparison.get('paired_difference'):
     # A run whose ModelComparison was not given the per-drawing outcomes: the same paired
     # intervals from the Evaluators' own per-query arrays.
@@ -191,9 +191,9 @@ def _comparison(nodes: Dict[str, results.NodeRun],
 
 
 def _manifest(examples) -> Dict[str, Any]:
-  from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
+  from components.example_gen import outputs as example_gen_outputs  # pylint: disable=g-import-not-at-top
   try:
-    return quickdraw_example_gen.read_manifest(examples)
+    return example_gen_outputs.read_manifest(examples)
   except FileNotFoundError:  # A run made before the ExampleGen wrote manifests.
     return {}
 
@@ -217,6 +217,6 @@ def _read_text(path: str) -> str:
 
 def _test_drawings(examples_uri: str) -> Dict[str, Tuple[str, bytes]]:
   """drawing id -> (category, PNG bytes) of the test split."""
-  from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
-  split = quickdraw_example_gen.read_split(examples_uri, 'test')
+  from components.example_gen import outputs as example_gen_outputs  # pylint: disable=g-import-not-at-top
+  split = example_gen_outputs.read_split(examples_uri, 'test')
   return dict(zip(split['id'], zip(split['category'], split['png'])))

@@ -8,7 +8,7 @@ training budgets, what was pushed and why not. A sentence whose values are missi
 """
 from typing import List, Optional, Sequence, Tuple
 
-from components import confidence
+from components.evaluator import confidence
 from pipeline import report_recipe
 from pipeline import report_tables
 from pipeline.report_data import ModelResults, RunResults, get_path

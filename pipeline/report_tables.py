@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components import confidence
+from components.evaluator import confidence
 from pipeline import report_data
 from pipeline.report_data import get_path
 

@@ -6,8 +6,8 @@ from typing import Dict, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import confidence
-from components.embedding_evaluator import read_metrics
+from components.evaluator import confidence
+from components.evaluator.outputs import read_metrics
 
 _STATES = metadata_store_pb2.Execution.State
 _EVENTS = metadata_store_pb2.Event
@@ -114,7 +114,7 @@ def model_summaries(nodes: Dict[str, NodeRun], model_names) -> List[dict]:
 
 def data_summary(nodes: Dict[str, NodeRun]) -> str:
   """One paragraph from the ExampleGen's sampling manifest: what was read, dropped and taken."""
-  from components.quickdraw_example_gen import read_manifest  # pylint: disable=g-import-not-at-top
+  from components.example_gen.outputs import read_manifest  # pylint: disable=g-import-not-at-top
   node = nodes.get('QuickDrawExampleGen')
   manifests = node.outputs.get('manifest') if node else None
   if not manifests:

@@ -13,8 +13,8 @@ import sys
 import time
 import traceback
 
-from models import legacy_keras
-from models import progress
+from common import legacy_keras
+from common import progress
 from pipeline import config as config_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,7 +176,7 @@ def run_command(args) -> int:
                           time.strftime('run-%Y%m%d-%H%M%S.log', time.localtime()))
   _log_to_file(log_path, args.verbose, args.quiet)
   say(f'  log: {os.path.abspath(log_path)}', flush=True)
-  from components import quickdraw_source  # pylint: disable=g-import-not-at-top
+  from domain import quickdraw_source  # pylint: disable=g-import-not-at-top
   start = time.time()
   try:
     if not quickdraw_source.is_url(config.source):

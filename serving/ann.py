@@ -1,6 +1,6 @@
 """An approximate nearest-neighbour index (FAISS HNSW) for galleries too large to scan.
 
-Same contract as `components.retrieval.nearest` (indices and L2 distances, nearest first), so
+Same contract as `domain.retrieval.nearest` (indices and L2 distances, nearest first), so
 the Searcher can use either. Exact search stays the default: benchmarks/README.md ("Search")
 has recall@10 and queries/s of both, measured side by side.
 """

@@ -13,8 +13,9 @@ import time
 from concurrent import futures
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-# On 2 cores skNet's cost per image falls until a batch of 16 and stays flat to 64
-# (benchmarks/README.md, "Serving"); 32 takes 20 concurrent searches in one call.
+# Past the batch size where the model's cost per image stops falling, and room for the
+# server's default 20 concurrent searches in one call (measured: benchmarks/README.md,
+# "Serving").
 MAX_BATCH = 32
 MAX_WAIT_SECONDS = 0.002
 

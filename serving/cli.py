@@ -14,12 +14,12 @@ import json
 import os
 import sys
 
-from pipeline import config as config_lib
+from domain import registry_store
 
 
 def default_registry() -> str:
   """$QUICKDRAW_REGISTRY, else the default profile's registry (outputs/registry)."""
-  return os.environ.get('QUICKDRAW_REGISTRY') or config_lib.PROFILES['default'].registry_dir
+  return os.environ.get('QUICKDRAW_REGISTRY') or registry_store.DEFAULT_REGISTRY
 
 
 def _add_registry(parser: argparse.ArgumentParser) -> None:

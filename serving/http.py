@@ -34,14 +34,14 @@ import flask
 from werkzeug import exceptions
 
 from serving import batching
+from serving import errors
 from serving import model_cache
 from serving import pad
 from serving import png_decoding
 from serving import registry
 from serving import search
-from serving import server
 
-MAX_UPLOAD_BYTES = server.MAX_UPLOAD_BYTES
+MAX_UPLOAD_BYTES = errors.MAX_UPLOAD_BYTES
 _NDJSON_TYPES = ('application/x-ndjson', 'application/json', 'application/ndjson', 'text/plain')
 _MEDIA_TYPE = re.compile(r'[\w.+-]{1,60}/[\w.+-]{1,60}')
 # A string that names a place on the server or its storage: a path (POSIX or Windows,
@@ -110,7 +110,7 @@ def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
   def http_error(e: exceptions.HTTPException):
     message = e.description
     if isinstance(e, exceptions.RequestEntityTooLarge):
-      message = server.too_large_message(max_upload_bytes)
+      message = errors.too_large_message(max_upload_bytes)
     elif isinstance(e, exceptions.MethodNotAllowed):
       allowed = [m for m in e.valid_methods if m not in ('HEAD', 'OPTIONS')]
       message = f'{flask.request.method} is not allowed here; use {", ".join(allowed)}'
@@ -252,7 +252,7 @@ class _BoundedBody:
         break
       body += chunk
     if len(body) > self._limit:
-      return _json_error(413, server.too_large_message(self._limit), start_response)
+      return _json_error(413, errors.too_large_message(self._limit), start_response)
     # Now a body of known length, as Werkzeug reads one.
     environ = dict(environ, CONTENT_LENGTH=str(len(body)), **{'wsgi.input': io.BytesIO(body)})
     for key in ('wsgi.input_terminated', 'HTTP_TRANSFER_ENCODING'):
@@ -261,7 +261,7 @@ class _BoundedBody:
 
 
 def _json_error(status: int, message: str, start_response):
-  body = server.error_body(status, message)
+  body = errors.error_body(status, message)
   start_response(f'{status} {exceptions.default_exceptions[status].name}',
                  [('Content-Type', 'application/json'), ('Content-Length', str(len(body))),
                   ('Connection', 'close')])

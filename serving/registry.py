@@ -1,7 +1,7 @@
 """The model registry's reader API: list models and versions, resolve `latest` or a version,
 load a SavedModel, its card and its search gallery.
 
-The layout, version names and publishing are components/registry_store.py's. Asking for a
+The layout, version names and publishing are domain/registry_store.py's. Asking for a
 version that is neither a version number nor "latest" raises BadVersionError.
 
 Reading: a version is valid when its model_card.json is a readable JSON object, saved_model.pb
@@ -21,10 +21,10 @@ import logging
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
-from components import registry_store
+from domain import registry_store
 # The layout, the card and the gallery are the registry's format, shared with the Pusher; readers
 # use them through this module too.
-from components.registry_store import (  # noqa: F401
+from domain.registry_store import (  # noqa: F401
     CATEGORIES_FILE, GALLERY_FILE, MAX_VERSION, MODEL_CARD_FILE, MODEL_CARD_MARKDOWN,
     SAVED_MODEL_FILE, TEMP_PREFIX, Gallery, is_version_name, read_card, read_gallery,
     version_folders, version_numbers, write_gallery)

@@ -2,7 +2,7 @@
 
 Queries are what people have: a PNG of any size, a Quick, Draw! ndjson line, or a .ndjson
 file with many lines. Drawings are rendered with the pipeline's own renderer
-(`components.drawing_rendering.render_png`, at the render size the model was trained on), so a
+(`domain.drawing_rendering.render_png`, at the render size the model was trained on), so a
 query looks like the training data; the model's `serving_png` signature does the rest.
 """
 import codecs
@@ -14,11 +14,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from components import drawing_records
-from components import drawing_rendering
-from components import quickdraw_source
-from components import retrieval
-from components import strict_json
+from domain import drawing_records
+from domain import drawing_rendering
+from domain import quickdraw_source
+from domain import retrieval
+from domain import strict_json
 from serving import ann
 from serving import png_decoding
 from serving import registry
@@ -73,7 +73,7 @@ def read_drawing(line: bytes, name: str, line_number: int
   """The checked strokes and "word" of one Quick, Draw! ndjson line
   ({"drawing": [[xs, ys], ...], "word": optional}).
 
-  Read as ingestion reads lines (`components/strict_json.py`): UTF-8 with an optional byte
+  Read as ingestion reads lines (`domain/strict_json.py`): UTF-8 with an optional byte
   order mark, finite numbers only, nested at most `strict_json.MAX_DEPTH` deep.
   """
   where = f'{name}:{line_number}'

@@ -15,7 +15,6 @@ such an error the server reads and drops the rest of the upload for a few second
 closing, so a client still sending gets the 413 instead of a connection reset.
 """
 import argparse
-import json
 import signal
 import socket
 import sys
@@ -28,10 +27,10 @@ from waitress import task as waitress_task
 from waitress import utilities as waitress_utilities
 
 from serving import batching
+from serving import errors
 from serving import model_cache
 
-# A sketch PNG is a few KB; a request's budget of ndjson drawings stays well under.
-MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+MAX_UPLOAD_BYTES = errors.MAX_UPLOAD_BYTES
 DEFAULT_THREADS = 20
 DEFAULT_TIMEOUT_SECONDS = 30
 # Time for a whole request to arrive: a 4 MiB upload at 100 KB/s, a sketch at any speed.
@@ -46,25 +45,16 @@ WIRE_BYTES_PER_BODY_BYTE = 8
 LINGER_SECONDS = 5.0
 
 
-def too_large_message(limit: int) -> str:
-  return f'the upload is over the limit of {limit} bytes'
-
-
-def error_body(status: int, message: str) -> bytes:
-  """The JSON body of every error the server answers, from waitress or from the app."""
-  return json.dumps({'error': {'status': status, 'message': message}}).encode('utf-8')
-
-
 class _JsonErrorTask(waitress_task.ErrorTask):
   """waitress's own error responses (413, 400 malformed request, 500) as the app's JSON."""
 
   def execute(self):
     e = self.request.error
     if e.code == 413:
-      message = too_large_message(self.channel.parser_class.body_limit)
+      message = errors.too_large_message(self.channel.parser_class.body_limit)
     else:
       message = f'{e.reason.lower()}: {e.body}'
-    body = error_body(e.code, message)
+    body = errors.error_body(e.code, message)
     self.status = f'{e.code} {e.reason}'
     self.response_headers.append(('Content-Type', 'application/json'))
     self.set_close_on_finish()

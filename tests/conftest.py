@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from models import legacy_keras
+from common import legacy_keras
 
 legacy_keras.enable()  # pytest loads this file before any test module imports TensorFlow.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

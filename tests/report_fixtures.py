@@ -64,7 +64,7 @@ def _node(node_id, start, end, outputs, inputs=None):
 
 def _evaluated(name, categories, skill, seed, test_per_category=5):
   """A made-up model's ModelResults, its metrics from the Evaluator's own compute_metrics."""
-  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
+  from components.evaluator import executor as evaluator_executor  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   names = np.array(categories)
 
@@ -82,7 +82,7 @@ def _evaluated(name, categories, skill, seed, test_per_category=5):
             'id': np.array([f'{prefix}{i:05d}' for i in range(n)])}
 
   test = split(test_per_category, 't')
-  metrics, per_query = embedding_evaluator.compute_metrics(name, split(2, 'r'), test,
+  metrics, per_query = evaluator_executor.compute_metrics(name, split(2, 'r'), test,
                                                            categories)
   per_query = {'id': test['id'], 'category': test['category'],
                'predicted': test['predicted'], **per_query}
@@ -100,7 +100,7 @@ def _evaluated(name, categories, skill, seed, test_per_category=5):
 
 def anatomy(name: str, num_classes: int, image_size: int):
   """The anatomy of a freshly built model of the architecture `name`."""
-  from components import model_anatomy  # pylint: disable=g-import-not-at-top
+  from models import model_anatomy  # pylint: disable=g-import-not-at-top
   from models import architectures  # pylint: disable=g-import-not-at-top
   model = architectures.build(name, num_classes, image_size=image_size)
   return model_anatomy.anatomy(model), model.count_params()
@@ -123,11 +123,11 @@ def synthetic_run(tmp_path, num_categories, paired=True, first_skill=4.0, second
   """Two made-up models on `num_categories`, compared by ModelComparison; sknet pushed as
   version 3 of a registry below the run's output folder; lineage ExampleGen -> Trainer ->
   Evaluator -> ModelComparison; with `architectures`, the anatomy of both real networks."""
-  from components import model_comparison  # pylint: disable=g-import-not-at-top
+  from components.model_comparison import executor as comparison_executor  # pylint: disable=g-import-not-at-top
   categories = [f'category {i:03d}' for i in range(num_categories)]
   models = [_evaluated('sknet', categories, first_skill, 0),
             _evaluated('skresnet', categories, second_skill, 1)]
-  comparison = model_comparison.compare(
+  comparison = comparison_executor.compare(
       models[0].metrics, models[1].metrics,
       *([m.per_query for m in models] if paired else [None, None]))
   output_dir = tmp_path / 'outputs'
@@ -158,7 +158,7 @@ def synthetic_run(tmp_path, num_categories, paired=True, first_skill=4.0, second
        'seed': 1}, {'totals': {'read': 40 * num_categories, 'duplicates_removed': num_categories,
                                'skipped_total': 0, 'train': 2 * num_categories,
                                'test': 5 * num_categories}},
-      models, comparison, model_comparison.to_markdown(comparison), drawings, 32)
+      models, comparison, comparison_executor.to_markdown(comparison), drawings, 32)
 
 
 def timed_node(node_id, start, end, state='COMPLETE', outputs=None):

@@ -4,7 +4,7 @@ import pytest
 import tf_keras as keras
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import accuracy_metric
+from components.evaluator import accuracy_metric
 from tests import beam_combiners
 
 

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from components import embedding_evaluator
+from components.evaluator import outputs as evaluation_outputs
 from pipeline import config as config_lib
 from pipeline import results
 from pipeline import run as run_lib
@@ -53,7 +53,7 @@ def _single(nodes, node_id, key):
 def _evaluated(nodes):
   evaluation = _single(nodes, f'EmbeddingEvaluator.{MODEL}', 'evaluation')
   blessing = _single(nodes, f'EmbeddingEvaluator.{MODEL}', 'blessing')
-  return embedding_evaluator.read_metrics(evaluation.uri), blessing, evaluation.uri
+  return evaluation_outputs.read_metrics(evaluation.uri), blessing, evaluation.uri
 
 
 def _pushed(nodes) -> bool:

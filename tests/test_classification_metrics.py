@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from components import classification_metrics
+from components.evaluator import classification_metrics
 
 CATEGORIES = ['arm', 'cake', 'frog', 'The Eiffel Tower', 'circle', 'stairs', 'zig zag']
 

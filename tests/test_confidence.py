@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from components import confidence
+from components.evaluator import confidence
 
 
 def _bernoulli(p, n, seed=0):

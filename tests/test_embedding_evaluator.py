@@ -18,9 +18,10 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tfx.types import standard_artifacts
 
-from components import confidence
-from components import embedding_evaluator
-from components import retrieval
+from components.evaluator import component as evaluator_component
+from components.evaluator import confidence
+from components.evaluator import outputs as evaluation_outputs
+from domain import retrieval
 
 SIZE = 8
 CATEGORIES = ['box', 'line', 'zig zag']
@@ -121,8 +122,8 @@ def worse_model(tmp_path_factory):
 
 
 def _run(root, examples, model, baseline=None, **parameters):
-  outputs = embedding_evaluator.output_artifacts(root)
-  executor = embedding_evaluator.EmbeddingEvaluator.EXECUTOR_SPEC.executor_class()
+  outputs = evaluator_component.output_artifacts(root)
+  executor = evaluator_component.EmbeddingEvaluator.EXECUTOR_SPEC.executor_class()
   inputs = {'examples': [examples], 'model': [model]}
   if baseline is not None:
     inputs['baseline_model'] = [baseline]
@@ -145,7 +146,7 @@ def _strict_json(path):
 
 def test_metrics_json_follows_the_schema_and_matches_independent_numbers(evaluated):
   metrics = _strict_json(os.path.join(evaluated['evaluation'].uri, 'metrics.json'))
-  data = embedding_evaluator.load_per_query(evaluated['embeddings'].uri)
+  data = evaluation_outputs.load_per_query(evaluated['embeddings'].uri)
   n_test = len(CATEGORIES) * TEST_PER_CATEGORY + 1
   assert metrics['schema_version'] == 4
   assert metrics['test_examples'] == n_test == len(data['id'])
@@ -181,17 +182,17 @@ def test_metrics_json_follows_the_schema_and_matches_independent_numbers(evaluat
   correct = (data['predicted'] == data['category']).astype(float)
   assert metrics['test_accuracy_ci95'] == confidence.mean_interval(correct)
   assert metrics['map_ci95'] == confidence.mean_interval(data['ap_l2'])
-  for key in embedding_evaluator.INTERVALS:
+  for key in evaluation_outputs.INTERVALS:
     interval = metrics[key]
     assert interval[0] <= metrics[key[:-len('_ci95')]] <= interval[1], key
-  for key in embedding_evaluator.HEADLINE_METRICS + embedding_evaluator.EXTRA_PROPERTIES:
+  for key in evaluation_outputs.HEADLINE_METRICS + evaluation_outputs.EXTRA_PROPERTIES:
     for artifact in (evaluated['evaluation'], evaluated['blessing']):
       assert artifact.get_float_custom_property(key) == pytest.approx(metrics[key]), key
 
 
 def test_per_query_arrays(evaluated):
-  data = embedding_evaluator.load_per_query(evaluated['embeddings'].uri)
-  embeddings, categories, ids = embedding_evaluator.load_embeddings(evaluated['embeddings'].uri)
+  data = evaluation_outputs.load_per_query(evaluated['embeddings'].uri)
+  embeddings, categories, ids = evaluation_outputs.load_embeddings(evaluated['embeddings'].uri)
   n = len(ids)
   assert embeddings.shape == (n, SIZE * SIZE) and len(categories) == n
   assert data['probabilities'].shape == (n, len(CATEGORIES))
@@ -206,7 +207,7 @@ def test_per_query_arrays(evaluated):
 
 
 def test_blessed_when_thresholds_are_met(evaluated):
-  metrics = embedding_evaluator.read_metrics(evaluated['evaluation'].uri)
+  metrics = evaluation_outputs.read_metrics(evaluated['evaluation'].uri)
   assert metrics['blessed'] is True
   assert [c['name'] for c in metrics['blessing']['checks']] == ['min_test_accuracy', 'min_map']
   assert evaluated['blessing'].get_int_custom_property('blessed') == 1
@@ -216,7 +217,7 @@ def test_blessed_when_thresholds_are_met(evaluated):
 def test_not_blessed_below_a_threshold(tmp_path, model_artifact):
   examples = _write_examples(str(tmp_path))
   outputs = _run(str(tmp_path), examples, model_artifact, min_test_accuracy=0.5, min_map=0.999)
-  metrics = embedding_evaluator.read_metrics(outputs['evaluation'].uri)
+  metrics = evaluation_outputs.read_metrics(outputs['evaluation'].uri)
   assert metrics['blessed'] is False
   assert [c['passed'] for c in metrics['blessing']['checks']] == [True, False]
   assert outputs['blessing'].get_int_custom_property('blessed') == 0
@@ -225,7 +226,7 @@ def test_not_blessed_below_a_threshold(tmp_path, model_artifact):
 
 def test_tfma_reads_the_evaluation_and_agrees_with_metrics_json(evaluated):
   uri = evaluated['evaluation'].uri
-  metrics = embedding_evaluator.read_metrics(uri)
+  metrics = evaluation_outputs.read_metrics(uri)
   (slice_key, values), = tfma.load_eval_result(uri).slicing_metrics
   assert slice_key == ()
   assert values['probabilities']['']['accuracy']['doubleValue'] == metrics['test_accuracy']
@@ -237,7 +238,7 @@ def test_tfma_reads_the_evaluation_and_agrees_with_metrics_json(evaluated):
   assert train['probabilities']['']['accuracy']['doubleValue'] == metrics['train_accuracy']
   # The confusion matrix is TFMA's plot, in the model's category order.
   matrix = np.array(metrics['classification']['test']['confusion_matrix'])
-  data = embedding_evaluator.load_per_query(evaluated['embeddings'].uri)
+  data = evaluation_outputs.load_per_query(evaluated['embeddings'].uri)
   for i, category in enumerate(CATEGORIES):
     for j, predicted in enumerate(CATEGORIES):
       assert matrix[i, j] == np.sum((data['category'] == category) &
@@ -248,7 +249,7 @@ def test_worse_than_the_baseline_is_not_blessed(tmp_path, model_artifact, worse_
   examples = _write_examples(str(tmp_path))
   outputs = _run(str(tmp_path), examples, worse_model, baseline=model_artifact,
                  max_accuracy_drop=0.1, max_map_drop=0.1)
-  metrics = embedding_evaluator.read_metrics(outputs['evaluation'].uri)
+  metrics = evaluation_outputs.read_metrics(outputs['evaluation'].uri)
   checks = {c['name']: c for c in metrics['blessing']['checks']}
   # The worse model still clears the value thresholds (0): only the baseline rejects it.
   assert checks['min_test_accuracy']['passed'] and checks['min_map']['passed']
@@ -267,7 +268,7 @@ def test_as_good_as_the_baseline_is_blessed(tmp_path, model_artifact):
   examples = _write_examples(str(tmp_path))
   outputs = _run(str(tmp_path), examples, model_artifact, baseline=model_artifact,
                  max_accuracy_drop=0.0, max_map_drop=0.0)
-  metrics = embedding_evaluator.read_metrics(outputs['evaluation'].uri)
+  metrics = evaluation_outputs.read_metrics(outputs['evaluation'].uri)
   checks = {c['name']: c for c in metrics['blessing']['checks']}
   assert checks['map_vs_baseline']['value'] == 0.0 and checks['map_vs_baseline']['passed']
   assert metrics['blessed'] is True and metrics['blessing']['rubber_stamp'] is False
@@ -276,7 +277,7 @@ def test_as_good_as_the_baseline_is_blessed(tmp_path, model_artifact):
 def test_change_thresholds_are_rubber_stamped_without_a_baseline(tmp_path, worse_model):
   examples = _write_examples(str(tmp_path))
   outputs = _run(str(tmp_path), examples, worse_model, max_accuracy_drop=0.0, max_map_drop=0.0)
-  metrics = embedding_evaluator.read_metrics(outputs['evaluation'].uri)
+  metrics = evaluation_outputs.read_metrics(outputs['evaluation'].uri)
   assert metrics['blessed'] is True and metrics['blessing']['rubber_stamp'] is True
   assert metrics['baseline'] is None and metrics['baseline_model'] is None
   assert [c['name'] for c in metrics['blessing']['checks'] if c['kind'] == 'change'] == [
@@ -299,7 +300,7 @@ def test_the_train_sample_is_the_records_with_the_smallest_hashes(limit):
   import hashlib  # pylint: disable=import-outside-toplevel
   import apache_beam as beam  # pylint: disable=import-outside-toplevel
   from apache_beam.testing import util as beam_testing  # pylint: disable=import-outside-toplevel
-  from components import tfma_evaluation  # pylint: disable=import-outside-toplevel
+  from components.evaluator import tfma_evaluation  # pylint: disable=import-outside-toplevel
 
   records = [f'drawing {index}'.encode() for index in range(40)]
   expected = sorted(records, key=lambda record: hashlib.sha256(record).digest())[:limit]

@@ -14,8 +14,11 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 from google.protobuf import message
 
-from components import category_sampling
-from components import quickdraw_example_gen
+from components import artifact_types
+from components.example_gen import category_sampling
+from components.example_gen import component as example_gen_component
+from components.example_gen import executor as example_gen_executor
+from components.example_gen import outputs as example_gen_outputs
 from tests.conftest import make_synthetic_source
 
 CATEGORIES = ('line', 'box', 'zig zag', 'The Eiffel Tower')
@@ -26,7 +29,7 @@ def _run(source, out_dir, seed=5, beam_args=None, **overrides):
   """Runs the executor as TFX would, with the exec properties the component declares."""
   args = dict(source=source, num_categories=3, train_per_category=TRAIN,
               test_per_category=TEST, seed=seed, render_size=64)
-  component = quickdraw_example_gen.QuickDrawExampleGen(**dict(args, **overrides))
+  component = example_gen_component.QuickDrawExampleGen(**dict(args, **overrides))
   exec_properties = {
       key: proto_utils.proto_to_json(value) if isinstance(value, message.Message) else value
       for key, value in component.exec_properties.items()}
@@ -36,7 +39,7 @@ def _run(source, out_dir, seed=5, beam_args=None, **overrides):
   if beam_args:
     context = base_beam_executor.BaseBeamExecutor.Context(
         make_beam_pipeline_fn=lambda: beam.Pipeline(argv=beam_args))
-  quickdraw_example_gen.Executor(context).Do({}, {'examples': [examples], 'manifest': [
+  example_gen_executor.Executor(context).Do({}, {'examples': [examples], 'manifest': [
       _manifest_of(examples)]}, exec_properties)
   return examples
 
@@ -47,7 +50,7 @@ _MANIFESTS = {}
 def _manifest_of(examples):
   """The manifest artifact written beside `examples` by `_run` (one object per run)."""
   if examples.uri not in _MANIFESTS:
-    manifest = quickdraw_example_gen.SamplingManifest()
+    manifest = artifact_types.SamplingManifest()
     manifest.uri = os.path.join(os.path.dirname(examples.uri), 'manifest')
     _MANIFESTS[examples.uri] = manifest
   return _MANIFESTS[examples.uri]
@@ -100,8 +103,8 @@ def test_two_worker_processes_write_the_same_examples(source, first_run, tmp_pat
                                                '--direct_num_workers=2'])
   for split in ('train', 'test'):
     assert sorted(_records(parallel, split)) == sorted(_records(first_run, split))
-  assert (quickdraw_example_gen.read_manifest(parallel) ==
-          quickdraw_example_gen.read_manifest(first_run))
+  assert (example_gen_outputs.read_manifest(parallel) ==
+          example_gen_outputs.read_manifest(first_run))
 
 
 def test_splits_are_disjoint_after_deduplication(first_run):
@@ -123,8 +126,8 @@ def test_images_decode_to_the_render_size(first_run):
 
 
 def test_manifest_counts_reads_duplicates_and_takes(first_run):
-  manifest = quickdraw_example_gen.read_manifest(_manifest_of(first_run))
-  assert manifest == quickdraw_example_gen.read_manifest(first_run)  # The copy in Examples.
+  manifest = example_gen_outputs.read_manifest(_manifest_of(first_run))
+  assert manifest == example_gen_outputs.read_manifest(first_run)  # The copy in Examples.
   assert manifest['seed'] == 5 and manifest['train_per_category'] == TRAIN
   assert manifest['format'] == category_sampling.SIMPLIFIED
   assert manifest['category_choice'] == 'random (seeded)'
@@ -165,7 +168,7 @@ def mixed_source(tmp_path_factory):
 def test_formats_and_skips_of_each_file_reach_the_manifest(mixed_source, tmp_path):
   examples = _run(mixed_source, tmp_path, num_categories=3, train_per_category=10,
                   test_per_category=5, categories=['The Eiffel Tower', 'raw circle', 'line'])
-  manifest = quickdraw_example_gen.read_manifest(_manifest_of(examples))
+  manifest = example_gen_outputs.read_manifest(_manifest_of(examples))
   assert manifest['format'] == 'mixed' and manifest['category_choice'] == 'explicit'
   rows = {r['category']: r for r in manifest['categories']}
   assert rows['The Eiffel Tower']['format'] == category_sampling.BITMAP

@@ -15,11 +15,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from components import category_sampling
-from components import drawing_rendering
-from components import quickdraw_source
-from components import strict_json
-from components import stroke_simplification
+from components.example_gen import category_sampling
+from domain import drawing_rendering
+from domain import quickdraw_source
+from domain import strict_json
+from domain import stroke_simplification
 from tests.conftest import ROOT, write_category
 
 SHARED = os.path.normpath(os.path.join(ROOT, '..', 'shared', 'quickdraw'))
@@ -372,7 +372,7 @@ def test_xy_strokes_beyond_255_are_refused_not_taken_as_simplified(tmp_path):
 def test_skip_ratio_and_recognized_filter_go_from_the_command_line_to_the_component():
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from pipeline import run as run_lib  # pylint: disable=g-import-not-at-top
-  from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
+  from components.example_gen import executor as example_gen_executor  # pylint: disable=g-import-not-at-top
   args = run_lib.parse_args(['--profile', 'smoke', '--source', '/x', '--max-skip-ratio', '0.2',
                              '--recognized-only'])
   config = run_lib.config_from_args(args)
@@ -382,8 +382,8 @@ def test_skip_ratio_and_recognized_filter_go_from_the_command_line_to_the_compon
                      if c.id == 'QuickDrawExampleGen')
   custom_config = example_gen.exec_properties['custom_config']
   if not isinstance(custom_config, str):
-    custom_config = quickdraw_example_gen.proto_utils.proto_to_json(custom_config)
-  sampling = quickdraw_example_gen.sampling_config({'custom_config': custom_config})
+    custom_config = example_gen_executor.proto_utils.proto_to_json(custom_config)
+  sampling = example_gen_executor.sampling_config({'custom_config': custom_config})
   assert (sampling['max_skip_ratio'], sampling['recognized_only']) == (0.2, True)
   assert set(example_gen.outputs) == {'examples', 'manifest'}
 

@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from components import category_sampling
-from components import quickdraw_source
+from components.example_gen import category_sampling
+from domain import quickdraw_source
 
 ROWS = np.random.default_rng(0).integers(1, 255, size=(10, 784), dtype=np.uint8)
 ROWS[0, 0] = 200  # Not a newline: a header that runs into it ends with it.

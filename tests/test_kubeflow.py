@@ -124,6 +124,33 @@ def test_every_artifact_type_of_the_spec_imports_as_the_entrypoint_does_it(compi
       assert artifact_class.TYPE_NAME == path
 
 
+# The executor each custom component's task runs: the stage's own executor module.
+_CUSTOM_EXECUTORS = {
+    'QuickDrawExampleGen': 'components.example_gen.executor.Executor',
+    'EmbeddingEvaluator-sknet': 'components.evaluator.component.EmbeddingEvaluator_Executor',
+    'Pusher-sknet': 'components.pusher.executor.Executor',
+    'ModelComparison': 'components.model_comparison.component.ModelComparison_Executor',
+}
+
+
+@pytest.mark.parametrize('name', ['full', 'smoke'])
+def test_every_executor_class_path_of_the_spec_imports_as_the_entrypoint_does_it(compiled, name):
+  """TFX's Kubeflow V2 entrypoint imports each task's --executor_class_path; a path left behind
+  by moved code fails the task before it starts."""
+  from tfx.dsl.components.base import base_executor
+  from tfx.utils import import_utils
+  spec = _spec(compiled[name][2])
+  paths = {}
+  for task in spec.root.dag.tasks:
+    args = list(_executor(spec, task).args)
+    paths[task] = args[args.index('--executor_class_path') + 1]
+    executor_class = import_utils.import_class_by_path(paths[task])
+    assert issubclass(executor_class, base_executor.BaseExecutor), (task, paths[task])
+  for task, path in _CUSTOM_EXECUTORS.items():
+    assert paths[task] == path, task
+  assert all(path.startswith(('components.', 'tfx.')) for path in paths.values()), paths
+
+
 def test_blessing_thresholds_are_run_time_parameters_with_the_profile_defaults(compiled):
   config, _, path = compiled['full']
   spec = _spec(path)

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from components import embedding_evaluator
-from components import registry_store
+from components.evaluator import outputs as evaluation_outputs
+from domain import registry_store
 from kubeflow import compile_kfp
 from kubeflow import kfp_driver
 from kubeflow import local_launcher
@@ -79,7 +79,7 @@ def test_each_task_got_its_producers_outputs_and_the_run_time_parameters(execute
                                         f'{run.run_id}/{name}/'), (name, key)
   for model in config.models:
     evaluator = compile_kfp.task_name(f'EmbeddingEvaluator.{model}')
-    metrics = embedding_evaluator.read_metrics(run.tasks[evaluator].outputs['evaluation']['uri'])
+    metrics = evaluation_outputs.read_metrics(run.tasks[evaluator].outputs['evaluation']['uri'])
     assert metrics['thresholds']['min_map'] == MIN_MAP
     assert metrics['thresholds']['min_test_accuracy'] == config.min_test_accuracy
 
@@ -102,9 +102,9 @@ def test_both_models_are_pushed_to_the_registry_under_the_output_directory(execu
 def test_evaluation_equals_the_local_runs_for_the_same_seed(executed, model):
   run, local = executed['run'], executed['local']
   evaluator = f'EmbeddingEvaluator.{model}'
-  executed_metrics = embedding_evaluator.read_metrics(
+  executed_metrics = evaluation_outputs.read_metrics(
       run.tasks[compile_kfp.task_name(evaluator)].outputs['evaluation']['uri'])
-  local_metrics = embedding_evaluator.read_metrics(local[evaluator].outputs['evaluation'][0].uri)
+  local_metrics = evaluation_outputs.read_metrics(local[evaluator].outputs['evaluation'][0].uri)
   for key in _RUN_DEPENDENT:
     executed_metrics.pop(key)
     local_metrics.pop(key)

@@ -1,4 +1,4 @@
-"""The Keras-2 switch is set by the entry points (models/legacy_keras.py), not by importing a
+"""The Keras-2 switch is set by the entry points (common/legacy_keras.py), not by importing a
 package."""
 import os
 import subprocess

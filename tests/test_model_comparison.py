@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from tfx.types import standard_artifacts
 
-from components import embedding_evaluator
-from components import model_comparison
+from components import artifact_types
+from components.evaluator import executor as evaluator_executor
+from components.evaluator import outputs as evaluation_outputs
+from components.model_comparison import component as comparison_component
+from components.model_comparison import executor as comparison_executor
 
 CATEGORIES = ['arm', 'cake', 'frog', 'stairs']
 
@@ -29,7 +32,7 @@ def _evaluated(name, skill, seed, test_size=24):
   """(metrics.json, the Embeddings artifact's arrays) of a made-up model."""
   rng = np.random.default_rng(seed)
   train, test = _split(rng, 40, skill), _split(rng, test_size, skill)
-  metrics, per_query = embedding_evaluator.compute_metrics(name, train, test, CATEGORIES)
+  metrics, per_query = evaluator_executor.compute_metrics(name, train, test, CATEGORIES)
   metrics['blessed'] = skill > 1
   return metrics, {'id': test['id'], 'category': test['category'],
                    'predicted': test['predicted'], **per_query}
@@ -40,10 +43,10 @@ def _metrics(name, skill, seed):
 
 
 def _embeddings(root, name, per_query):
-  artifact = embedding_evaluator.Embeddings()
+  artifact = artifact_types.Embeddings()
   artifact.uri = os.path.join(root, f'{name}-embeddings')
   os.makedirs(artifact.uri)
-  embedding_evaluator._write_npz(artifact.uri, per_query)  # pylint: disable=protected-access
+  evaluator_executor._write_npz(artifact.uri, per_query)  # pylint: disable=protected-access
   return artifact
 
 
@@ -51,21 +54,21 @@ def _evaluation(root, metrics):
   artifact = standard_artifacts.ModelEvaluation()
   artifact.uri = os.path.join(root, metrics['model_name'])
   os.makedirs(artifact.uri)
-  with open(os.path.join(artifact.uri, embedding_evaluator.METRICS_FILE), 'w') as f:
+  with open(os.path.join(artifact.uri, evaluation_outputs.METRICS_FILE), 'w') as f:
     json.dump(metrics, f)
   return artifact
 
 
 def test_every_metric_is_compared(tmp_path):
   first, second = _metrics('sknet', 3.0, 0), _metrics('skresnet', 0.5, 1)
-  output = model_comparison.Comparison()
+  output = artifact_types.Comparison()
   output.uri = str(tmp_path / 'comparison')
   os.makedirs(output.uri)
-  executor = model_comparison.ModelComparison.EXECUTOR_SPEC.executor_class()
+  executor = comparison_component.ModelComparison.EXECUTOR_SPEC.executor_class()
   executor.Do({'first_evaluation': [_evaluation(str(tmp_path), first)],
                'second_evaluation': [_evaluation(str(tmp_path), second)]},
               {'comparison': [output]}, {})
-  result = model_comparison.read_comparison(output.uri)
+  result = comparison_executor.read_comparison(output.uri)
   assert result['models'] == ['sknet', 'skresnet']
   rows = {row['metric']: row for row in result['rows']}
   # Every leaf metric of the sections, including per-class and per-category values.
@@ -91,11 +94,11 @@ def test_every_metric_is_compared(tmp_path):
   assert sum(result['wins'].values()) == sum(r['better'] is not None for r in result['rows'])
   assert result['blessed'] == {'sknet': True, 'skresnet': False}
   assert output.get_string_custom_property('better_map') == rows['retrieval.l2.map']['better']
-  with open(os.path.join(output.uri, model_comparison.COMPARISON_MARKDOWN)) as f:
+  with open(os.path.join(output.uri, comparison_executor.COMPARISON_MARKDOWN)) as f:
     markdown = f.read()
   assert '| `retrieval.l2.map` |' in markdown
   assert markdown.count('\n| `') == len(result['rows']) + len(
-      [p for p in model_comparison.HEADLINE_ROWS if p in rows])
+      [p for p in comparison_executor.HEADLINE_ROWS if p in rows])
   assert result['schema_version'] == 2
   assert result['paired_difference'] is None  # No embeddings given.
   assert 'Paired difference' not in markdown
@@ -103,7 +106,7 @@ def test_every_metric_is_compared(tmp_path):
 
 def test_intervals_of_each_model_hold_its_values():
   metrics = _metrics('sknet', 1.5, 0)
-  for key in embedding_evaluator.INTERVALS:
+  for key in evaluation_outputs.INTERVALS:
     value, interval = metrics[key[:-len('_ci95')]], metrics[key]
     assert interval[0] <= value <= interval[1], key
   assert metrics['ci95_method']['resamples'] == 2000
@@ -113,17 +116,17 @@ def test_intervals_of_each_model_hold_its_values():
 def test_paired_difference_from_the_embeddings(tmp_path):
   (first, first_pq), (second, second_pq) = (_evaluated('sknet', 4.0, 0, test_size=200),
                                             _evaluated('skresnet', 0.3, 1, test_size=200))
-  output = model_comparison.Comparison()
+  output = artifact_types.Comparison()
   output.uri = str(tmp_path / 'comparison')
   os.makedirs(output.uri)
   root = str(tmp_path)
-  executor = model_comparison.ModelComparison.EXECUTOR_SPEC.executor_class()
+  executor = comparison_component.ModelComparison.EXECUTOR_SPEC.executor_class()
   executor.Do({'first_evaluation': [_evaluation(root, first)],
                'second_evaluation': [_evaluation(root, second)],
                'first_embeddings': [_embeddings(root, 'sknet', first_pq)],
                'second_embeddings': [_embeddings(root, 'skresnet', second_pq)]},
               {'comparison': [output]}, {})
-  result = model_comparison.read_comparison(output.uri)
+  result = comparison_executor.read_comparison(output.uri)
   paired = result['paired_difference']
   assert paired['difference_of'] == 'sknet - skresnet' and paired['test_drawings'] == 200
   accuracy = paired['test_accuracy']
@@ -132,7 +135,7 @@ def test_paired_difference_from_the_embeddings(tmp_path):
   assert accuracy['ci95'][0] > 0 and accuracy['excludes_zero'] is True  # Far more skill.
   assert paired['map']['excludes_zero'] is True
   assert output.get_int_custom_property('test_accuracy_difference_significant') == 1
-  with open(os.path.join(output.uri, model_comparison.COMPARISON_MARKDOWN)) as f:
+  with open(os.path.join(output.uri, comparison_executor.COMPARISON_MARKDOWN)) as f:
     markdown = f.read()
   assert '## Paired difference (sknet - skresnet)' in markdown
   assert markdown.index('## Paired difference') < markdown.index('## Every metric')
@@ -142,7 +145,7 @@ def test_paired_difference_from_the_embeddings(tmp_path):
 
 def test_same_model_twice_has_no_significant_difference():
   metrics, per_query = _evaluated('sknet', 1.0, 0, test_size=100)
-  paired = model_comparison.compare(metrics, metrics, per_query, per_query)['paired_difference']
+  paired = comparison_executor.compare(metrics, metrics, per_query, per_query)['paired_difference']
   assert paired['test_accuracy']['ci95'] == [0.0, 0.0]
   assert paired['map']['excludes_zero'] is False
 
@@ -150,7 +153,7 @@ def test_same_model_twice_has_no_significant_difference():
 def test_undefined_values_win_nothing():
   first, second = _metrics('sknet', 2.0, 0), _metrics('skresnet', 2.0, 0)
   second['retrieval']['l2']['map'] = None
-  rows = {r['metric']: r for r in model_comparison.compare(first, second)['rows']}
+  rows = {r['metric']: r for r in comparison_executor.compare(first, second)['rows']}
   assert rows['retrieval.l2.map']['better'] is None
   assert rows['retrieval.l2.map']['difference'] is None
   assert rows['classification.test.top1']['better'] == 'tie'

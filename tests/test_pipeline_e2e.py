@@ -9,11 +9,12 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from components import embedding_evaluator
-from components import quickdraw_example_gen
-from components import model_comparison
-from components import registry_pusher
-from components import registry_store
+from components import artifact_types
+from components.evaluator import outputs as evaluation_outputs
+from components.example_gen import outputs as example_gen_outputs
+from components.model_comparison import executor as comparison_executor
+from components.pusher import model_card
+from domain import registry_store
 from pipeline import config as config_lib
 from pipeline import results
 
@@ -60,8 +61,8 @@ def test_every_component_ran_and_produced_its_artifacts(smoke):
 def test_sampling_manifest_is_its_own_artifact_with_the_counts(smoke):
   config, nodes, _ = smoke
   artifact = _single(nodes, 'QuickDrawExampleGen', 'manifest')
-  assert artifact.type == quickdraw_example_gen.SamplingManifest.TYPE_NAME
-  manifest = quickdraw_example_gen.read_manifest(artifact)
+  assert artifact.type == artifact_types.SamplingManifest.TYPE_NAME
+  manifest = example_gen_outputs.read_manifest(artifact)
   assert manifest['seed'] == config.seed and manifest['source'] == config.source
   assert len(manifest['categories']) == config.num_categories
   for row in manifest['categories']:
@@ -88,7 +89,7 @@ def test_examples_match_the_schema(smoke):
 def test_metrics_are_in_range_and_recorded_in_metadata(smoke, model):
   config, nodes, _ = smoke
   evaluation = _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation')
-  metrics = embedding_evaluator.read_metrics(evaluation.uri)
+  metrics = evaluation_outputs.read_metrics(evaluation.uri)
   for key in ('train_accuracy', 'test_accuracy', 'map'):
     assert 0.0 <= metrics[key] <= 1.0, key
     assert evaluation.custom_properties[key].double_value == pytest.approx(metrics[key], abs=1e-6)
@@ -101,7 +102,7 @@ def test_metrics_are_in_range_and_recorded_in_metadata(smoke, model):
   relevant, others = config.test_per_category - 1, metrics['test_examples'] - 1
   worst = np.mean([k / (others - relevant + k) for k in range(1, relevant + 1)])
   assert metrics['map'] >= worst - 1e-12
-  embeddings, categories, ids = embedding_evaluator.load_embeddings(
+  embeddings, categories, ids = evaluation_outputs.load_embeddings(
       _single(nodes, f'EmbeddingEvaluator.{model}', 'embeddings').uri)
   assert embeddings.shape == (metrics['test_examples'], 1024)
   assert len(set(ids)) == len(ids) == len(categories)
@@ -110,7 +111,7 @@ def test_metrics_are_in_range_and_recorded_in_metadata(smoke, model):
 @pytest.mark.parametrize('model', MODELS)
 def test_full_metrics_and_per_query_results(smoke, model):
   config, nodes, _ = smoke
-  metrics = embedding_evaluator.read_metrics(
+  metrics = evaluation_outputs.read_metrics(
       _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation').uri)
   test = metrics['classification']['test']
   # Top-5 of 3 categories is 1.0 by construction: its computation is tested on many classes
@@ -126,7 +127,7 @@ def test_full_metrics_and_per_query_results(smoke, model):
   assert 0.0 < metrics['floors']['random_map'] < 1.0
   assert 0.0 <= metrics['floors']['raw_pixels_map'] <= 1.0
   assert metrics['floors']['raw_pixels_dim'] == config.image_size ** 2
-  data = embedding_evaluator.load_per_query(
+  data = evaluation_outputs.load_per_query(
       _single(nodes, f'EmbeddingEvaluator.{model}', 'embeddings').uri)
   assert np.nanmean(data['ap_l2']) == pytest.approx(metrics['map'], abs=1e-12)
   assert data['neighbors_l2'].shape == (metrics['test_examples'], 10)
@@ -136,19 +137,19 @@ def test_full_metrics_and_per_query_results(smoke, model):
 def test_comparison_of_the_two_models_is_recorded(smoke):
   _, nodes, _ = smoke
   artifact = _single(nodes, 'ModelComparison', 'comparison')
-  assert artifact.type == model_comparison.Comparison.TYPE_NAME
-  comparison = model_comparison.read_comparison(artifact.uri)
+  assert artifact.type == artifact_types.Comparison.TYPE_NAME
+  comparison = comparison_executor.read_comparison(artifact.uri)
   assert comparison['models'] == list(MODELS)
   rows = {row['metric']: row for row in comparison['rows']}
   for model in MODELS:
-    metrics = embedding_evaluator.read_metrics(
+    metrics = evaluation_outputs.read_metrics(
         _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation').uri)
     assert rows['retrieval.l2.map']['values'][model] == pytest.approx(metrics['map'])
     assert rows['classification.test.top1']['values'][model] == pytest.approx(
         metrics['test_accuracy'])
-  assert tf.io.gfile.exists(os.path.join(artifact.uri, model_comparison.COMPARISON_MARKDOWN))
+  assert tf.io.gfile.exists(os.path.join(artifact.uri, comparison_executor.COMPARISON_MARKDOWN))
   # The paired difference, from both Evaluators' per-drawing outcomes (first - second).
-  first, second = (embedding_evaluator.read_metrics(
+  first, second = (evaluation_outputs.read_metrics(
       _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation').uri) for model in MODELS)
   paired = comparison['paired_difference']
   assert paired is not None, 'ModelComparison was not given the two Embeddings artifacts'
@@ -167,7 +168,7 @@ def test_blessed_model_was_pushed_with_a_model_card(smoke, model):
   blessing = _single(nodes, f'EmbeddingEvaluator.{model}', 'blessing')
   assert blessing.custom_properties['blessed'].int_value == 1
   # Blessed by a threshold above what a random ranking and raw pixels reach on the same data.
-  metrics = embedding_evaluator.read_metrics(
+  metrics = evaluation_outputs.read_metrics(
       _single(nodes, f'EmbeddingEvaluator.{model}', 'evaluation').uri)
   floors = metrics['floors']
   assert metrics['thresholds']['min_map'] == config.min_map > floors['raw_pixels_map'] > (
@@ -190,7 +191,7 @@ def test_blessed_model_was_pushed_with_a_model_card(smoke, model):
   assert run['precision'] in ('float32', 'mixed_bfloat16', 'mixed_float16')
   assert run['steps'] == run['epochs'] * math.ceil(
       config.num_categories * config.train_per_category / config.training[model].batch_size)
-  assert run['precision'] in registry_pusher.model_card_markdown(card)
+  assert run['precision'] in model_card.model_card_markdown(card)
 
 
 def test_second_identical_run_is_served_from_cache(smoke):

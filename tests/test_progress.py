@@ -1,7 +1,7 @@
 """Progress shown as a bar on a terminal, as periodic log lines elsewhere, or not at all."""
 import logging
 
-from models import progress
+from common import progress
 
 
 def test_log_mode_writes_lines_with_count_total_and_rate(monkeypatch, caplog):

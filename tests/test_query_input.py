@@ -9,7 +9,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from components import category_sampling
+from components.example_gen import category_sampling
 from serving import http
 from serving import registry
 from serving import search

@@ -7,11 +7,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from components import category_sampling
-from components import drawing_records
-from components import drawing_rendering
-from components import quickdraw_source
-from components import strict_json
+from components.example_gen import category_sampling
+from domain import drawing_records
+from domain import drawing_rendering
+from domain import quickdraw_source
+from domain import strict_json
 from tests.conftest import make_synthetic_source, write_category
 
 GOOD = [[[0, 10, 20], [0, 10, 0]]]

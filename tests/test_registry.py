@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import registry_store
+from domain import registry_store
 from serving import registry
 from tests import registry_fixtures
 from tests.conftest import ROOT
@@ -83,7 +83,7 @@ def test_a_crash_between_copy_and_rename_is_invisible_to_readers(tmp_path):
   script = (
       'import json, os, sys\n'
       'sys.path.insert(0, sys.argv[1])\n'
-      'from components import registry_store\n'
+      'from domain import registry_store\n'
       'def stage(folder):\n'
       '  open(os.path.join(folder, "saved_model.pb"), "w").write("model")\n'
       'def cards(version):\n'

@@ -8,10 +8,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from components import embedding_evaluator
-from components import quickdraw_example_gen
-from components import registry_pusher
-from components import registry_store
+from components import artifact_types
+from components.evaluator import outputs as evaluation_outputs
+from components.example_gen import outputs as example_gen_outputs
+from components.pusher import executor as pusher_executor
+from components.pusher import model_card
+from domain import registry_store
 from pipeline import results
 from serving import registry
 from tfx.types import standard_artifacts
@@ -62,11 +64,11 @@ def test_model_card_holds_metrics_data_training_and_lineage(pushed, smoke_regist
   examples = nodes['QuickDrawExampleGen'].outputs['examples'][0]
   assert card['model_name'] == 'sknet' and card['version'] == str(version.version)
   assert card['metrics'] == {key: pytest.approx(blessing.custom_properties[key].double_value)
-                             for key in embedding_evaluator.HEADLINE_METRICS}
-  assert card['evaluation'] == embedding_evaluator.read_metrics(evaluation.uri)
+                             for key in evaluation_outputs.HEADLINE_METRICS}
+  assert card['evaluation'] == evaluation_outputs.read_metrics(evaluation.uri)
   with open(os.path.join(version.path, registry.CATEGORIES_FILE)) as f:
     assert card['categories'] == f.read().split('\n')[:-1]
-  assert card['data_manifest'] == quickdraw_example_gen.read_manifest(
+  assert card['data_manifest'] == example_gen_outputs.read_manifest(
       _artifact(standard_artifacts.Examples, examples))
   assert card['data']['seed'] == config.seed and card['data']['source'] == config.source
   assert card['training'] == dataclasses.asdict(config.training['sknet'])
@@ -103,7 +105,7 @@ def test_model_card_holds_metrics_data_training_and_lineage(pushed, smoke_regist
 def test_gallery_is_the_evaluators_test_embeddings_with_the_examples_pngs(pushed):
   config, nodes, version = pushed
   gallery = registry.load_gallery(version)
-  embeddings, categories, ids = embedding_evaluator.load_embeddings(
+  embeddings, categories, ids = evaluation_outputs.load_embeddings(
       nodes['EmbeddingEvaluator.sknet'].outputs['embeddings'][0].uri)
   np.testing.assert_array_equal(gallery.embedding, embeddings)
   assert list(gallery.id) == list(ids) and list(gallery.category) == list(categories)
@@ -112,7 +114,7 @@ def test_gallery_is_the_evaluators_test_embeddings_with_the_examples_pngs(pushed
       config.num_categories * config.test_per_category)
   examples = _artifact(standard_artifacts.Examples,
                        nodes['QuickDrawExampleGen'].outputs['examples'][0])
-  records = quickdraw_example_gen.read_split(examples, 'test')
+  records = example_gen_outputs.read_split(examples, 'test')
   png_by_id = dict(zip(records['id'], records['png']))
   assert gallery.png == [png_by_id[i] for i in gallery.id]
 
@@ -127,7 +129,7 @@ def _pusher_inputs(nodes, with_embeddings=True):
       'evaluation': [_artifact(standard_artifacts.ModelEvaluation, evaluator['evaluation'][0])],
   }
   if with_embeddings:
-    inputs['embeddings'] = [_artifact(embedding_evaluator.Embeddings, evaluator['embeddings'][0])]
+    inputs['embeddings'] = [_artifact(artifact_types.Embeddings, evaluator['embeddings'][0])]
   return inputs
 
 
@@ -139,7 +141,7 @@ def _run_pusher(tmp_path, inputs, model_dir, gallery_splits):
       'push_destination': json.dumps({'filesystem': {'base_directory': model_dir}}),
       'custom_config': json.dumps({'model_name': 'sknet', 'gallery_splits': gallery_splits}),
   }
-  registry_pusher.Executor().Do(inputs, {'pushed_model': [pushed_model]}, exec_properties)
+  pusher_executor.Executor().Do(inputs, {'pushed_model': [pushed_model]}, exec_properties)
   return pushed_model
 
 
@@ -157,7 +159,7 @@ def test_pusher_embeds_other_gallery_splits_itself(pushed, tmp_path):
   assert (~train).sum() == config.num_categories * config.test_per_category
   # Without the Evaluator's embeddings the test split is embedded here: same numbers, from
   # the model's embed signature on the same examples.
-  embeddings, _, ids = embedding_evaluator.load_embeddings(
+  embeddings, _, ids = evaluation_outputs.load_embeddings(
       nodes['EmbeddingEvaluator.sknet'].outputs['embeddings'][0].uri)
   row = {i: n for n, i in enumerate(gallery.id)}
   np.testing.assert_allclose(gallery.embedding[[row[i] for i in ids]], embeddings, rtol=1e-4,
@@ -201,4 +203,4 @@ def test_not_blessed_model_is_not_pushed(tmp_path):
 
 
 def test_code_version_is_tolerant_outside_a_git_checkout(tmp_path):
-  assert registry_pusher.code_version(str(tmp_path)) == {'git_commit': None, 'git_dirty': None}
+  assert model_card.code_version(str(tmp_path)) == {'git_commit': None, 'git_dirty': None}

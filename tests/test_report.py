@@ -34,8 +34,8 @@ def smoke_nodes(smoke_report):
 
 
 def _metrics(nodes, model):
-  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
-  return embedding_evaluator.read_metrics(
+  from components.evaluator import outputs as evaluation_outputs  # pylint: disable=g-import-not-at-top
+  return evaluation_outputs.read_metrics(
       nodes[f'EmbeddingEvaluator.{model}'].outputs['evaluation'][0].uri)
 
 
@@ -122,8 +122,8 @@ def test_report_setup_values_equal_the_run(smoke_report, smoke_nodes):
   for node_id in smoke_nodes:
     assert fixtures.table_row(activity, node_id)[1] == smoke_nodes[node_id].state.lower()
   # The sampling table is the ExampleGen's manifest.
-  from components import quickdraw_example_gen  # pylint: disable=g-import-not-at-top
-  manifest = quickdraw_example_gen.read_manifest(
+  from components.example_gen import outputs as example_gen_outputs  # pylint: disable=g-import-not-at-top
+  manifest = example_gen_outputs.read_manifest(
       smoke_nodes['QuickDrawExampleGen'].outputs['examples'][0])
   data = fixtures.section(markdown, '### Sampling')
   for counts in manifest['categories']:  # One row per category.

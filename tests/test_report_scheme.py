@@ -132,7 +132,7 @@ def test_the_architecture_tables_match_the_models_parameter_counts(scheme_report
 
 def test_the_anatomy_of_an_exported_model_is_the_built_ones(tmp_path):
   """The report reads the SavedModel back: same rows, shapes and counts as the model."""
-  from components import model_anatomy  # pylint: disable=g-import-not-at-top
+  from models import model_anatomy  # pylint: disable=g-import-not-at-top
   from models import architectures  # pylint: disable=g-import-not-at-top
   model = architectures.build('skresnet', 4, image_size=32)
   model.save(str(tmp_path / 'saved'), save_format='tf', include_optimizer=False)

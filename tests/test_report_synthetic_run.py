@@ -77,10 +77,10 @@ def test_results_and_verdict_carry_the_paired_difference(hundred_categories):
 
 
 def test_conclusion_without_a_real_difference(tmp_path):
-  from components import model_comparison  # pylint: disable=g-import-not-at-top
+  from components.model_comparison import executor as comparison_executor  # pylint: disable=g-import-not-at-top
   run = fixtures.synthetic_run(tmp_path, 10, first_skill=1.0, second_skill=1.0)
   run.models[1] = dataclasses.replace(run.models[0], name='skresnet')  # The same model twice.
-  run.comparison = model_comparison.compare(run.models[0].metrics, run.models[1].metrics,
+  run.comparison = comparison_executor.compare(run.models[0].metrics, run.models[1].metrics,
                                             run.models[0].per_query, run.models[1].per_query)
   for key in ('test_accuracy', 'map'):
     assert run.comparison['paired_difference'][key]['excludes_zero'] is False
@@ -90,7 +90,7 @@ def test_conclusion_without_a_real_difference(tmp_path):
 
 
 def test_conclusion_from_the_models_own_intervals_without_a_paired_one(tmp_path):
-  from components import embedding_evaluator  # pylint: disable=g-import-not-at-top
+  from components.evaluator import outputs as evaluation_outputs  # pylint: disable=g-import-not-at-top
   run = fixtures.synthetic_run(tmp_path, 10, paired=False, first_skill=6.0, second_skill=0.0)
   first, second = (m.metrics['test_accuracy_ci95'] for m in run.models)
   assert first[0] > second[1]
@@ -100,7 +100,7 @@ def test_conclusion_from_the_models_own_intervals_without_a_paired_one(tmp_path)
   assert f'[{second[0] * 100:.1f}, {second[1] * 100:.1f}]' in statement
   # An older metrics.json (no *_ci95 keys): the value alone and no statement at all.
   for model in run.models:
-    for key in embedding_evaluator.INTERVALS:
+    for key in evaluation_outputs.INTERVALS:
       del model.metrics[key]
   assert report_findings.difference_statements(run) == []
   row = report_tables.classification(run).row('**sknet**')

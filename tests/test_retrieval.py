@@ -8,7 +8,7 @@ from sklearn.metrics import precision_recall_curve
 from sklearn.metrics import precision_score
 from sklearn.metrics.pairwise import cosine_similarity
 
-from components import retrieval
+from domain import retrieval
 
 KS = retrieval.K_VALUES
 

@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import retrieval_metric
+from components.evaluator import retrieval_metric
 from tests import beam_combiners
 
 

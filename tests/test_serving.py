@@ -12,10 +12,10 @@ from PIL import Image
 import pytest
 from werkzeug import serving as werkzeug_serving
 
-from components import embedding_evaluator
-from components import drawing_rendering
-from components import quickdraw_source
-from components import retrieval
+from components.evaluator import outputs as evaluation_outputs
+from domain import drawing_rendering
+from domain import quickdraw_source
+from domain import retrieval
 from pipeline import cli
 from pipeline import results
 from serving import ann
@@ -131,7 +131,7 @@ def test_a_gallery_drawing_finds_itself_first(pushed):
   picks = [0, len(gallery) // 2, len(gallery) - 1]
   found = searcher.search([search.Query(f'gallery[{i}]', gallery.png[i]) for i in picks], k=5)
   uri = nodes['EmbeddingEvaluator.sknet'].outputs['embeddings'][0].uri
-  with open(os.path.join(uri, embedding_evaluator.EMBEDDINGS_FILE), 'rb') as f:
+  with open(os.path.join(uri, evaluation_outputs.EMBEDDINGS_FILE), 'rb') as f:
     predicted = dict(zip(*(lambda d: (d['id'], d['predicted']))(np.load(f))))
   for i, result in zip(picks, found):
     assert result.neighbours[0].index == i
@@ -155,6 +155,16 @@ def test_a_gallery_drawing_finds_itself_first(pushed):
 
 
 @pytest.mark.e2e
+def test_the_search_tools_default_registry_is_where_the_default_run_pushes(monkeypatch):
+  """serving/ does not import the pipeline's configuration; the two must still agree."""
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from serving import cli as serving_cli  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv('QUICKDRAW_REGISTRY', raising=False)
+  assert serving_cli.default_registry() == config_lib.PROFILES['default'].registry_dir
+  monkeypatch.setenv('QUICKDRAW_REGISTRY', '/elsewhere')
+  assert serving_cli.default_registry() == '/elsewhere'
+
+
 def test_cli_lists_models_and_shows_a_card(pushed, capsys):
   config, _, searcher = pushed
   version = searcher.model_version

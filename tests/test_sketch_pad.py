@@ -13,7 +13,7 @@ from PIL import Image
 import pytest
 from werkzeug import serving as werkzeug_serving
 
-from components import drawing_rendering
+from domain import drawing_rendering
 from serving import http
 from serving import pad
 from serving import registry

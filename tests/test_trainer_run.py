@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import drawing_rendering
+from domain import drawing_rendering
 from models import trainer
 from tests import training_fixtures
 from tests.conftest import ROOT, synthetic_drawing

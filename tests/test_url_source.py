@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from components import category_sampling
-from components import quickdraw_source
-from components import url_cache
+from components.example_gen import category_sampling
+from domain import quickdraw_source
+from domain import url_cache
 from tests.conftest import make_synthetic_source
 
 

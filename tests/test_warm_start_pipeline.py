@@ -4,7 +4,7 @@ import dataclasses
 from tfx.dsl.compiler import compiler
 from tfx.types import standard_artifacts
 
-from components.latest_model import LatestOrNoneStrategy
+from components.resolvers import LatestOrNoneStrategy
 from pipeline import config as config_lib
 from pipeline.pipeline import create_pipeline
 
@@ -49,7 +49,7 @@ def test_each_trainer_resolves_its_own_latest_model(tmp_path):
   assert query.output_key == 'model' and query.artifact_query.type.name == 'Model'
   ops = [n.op_node.op_type for graph in resolver.input_graphs.values()
          for n in graph.nodes.values() if n.HasField('op_node')]
-  assert ops == ['components.latest_model.LatestOrNoneStrategy']
+  assert ops == ['components.resolvers.LatestOrNoneStrategy']
   # Its output is Trainer.skresnet's base_model; skNet's Trainer has none.
   base = nodes['Trainer.skresnet'].inputs.inputs['base_model'].channels[0]
   assert base.producer_node_query.id == 'LatestModelResolver.skresnet'

@@ -13,7 +13,7 @@ import os
 import random
 import sys
 
-from models import legacy_keras
+from common import legacy_keras
 
 legacy_keras.enable()  # Also run as a script (below): before TensorFlow is imported.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -25,7 +25,7 @@ from tfx.components.util import tfxio_utils
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
-from components import drawing_rendering
+from domain import drawing_rendering
 from models import preprocessing
 from tests.conftest import synthetic_drawing
 

@@ -37,6 +37,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+# Where a run's Pushers publish: <output_dir>/registry (pipeline/config.py); with the default
+# output folder, what `quickdraw-tfx models/search/serve` read unless told otherwise.
+REGISTRY_FOLDER = 'registry'
+DEFAULT_REGISTRY = os.path.join('outputs', REGISTRY_FOLDER)
 MODEL_CARD_FILE = 'model_card.json'
 MODEL_CARD_MARKDOWN = 'model_card.md'
 GALLERY_FILE = 'gallery.npz'

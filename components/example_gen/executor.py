@@ -1,62 +1,25 @@
-"""QuickDrawExampleGen: samples Quick, Draw! categories and emits rendered tf.Examples.
-
-Built on TFX's file-based ExampleGen extension point: `FileBasedExampleGen` with a custom
-executor (`BaseExampleGenExecutor.GenerateExamplesByBeam` overridden, because sampling
-decides the train/test split itself rather than hashing records into buckets) and a driver
-that also accepts an https:// source, which cannot be globbed. Besides `examples` it outputs
-`manifest`, a `quickdraw.SamplingManifest` artifact: what was read, skipped, deduplicated
-and taken per category (`read_manifest`).
-"""
+"""The ExampleGen's work: seeded category choice, per-category sampling and rendering in Beam
+(one element per category), the two splits as tf.Examples, and the manifest of counts."""
 import json
 import os
 from typing import Any, Dict, List, Sequence
 
 from absl import logging
 import apache_beam as beam
-from google.protobuf import any_pb2
 from google.protobuf import json_format
 from google.protobuf import struct_pb2
 import tensorflow as tf
-from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
-from tfx.components.example_gen import component as example_gen_component
-from tfx.components.example_gen import driver as example_gen_driver
-from tfx.components.example_gen import input_processor
-from tfx.dsl.components.base import base_beam_component
-from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact as artifact_lib
 from tfx.types import artifact_utils
-from tfx.types import component_spec
-from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components import category_sampling
-from components import drawing_rendering
-from components import quickdraw_source
-from models import features
-from models import progress
-
-SPLITS = ('train', 'test')
-MANIFEST_FILE = 'manifest.json'
-MANIFEST_KEY = 'manifest'
-# Every file at the source: the driver fingerprints them, so a changed source invalidates
-# the cache (a glob cannot say "*.ndjson* or *.npy").
-_SOURCE_PATTERN = '*'
-
-
-class SamplingManifest(artifact_lib.Artifact):
-  """manifest.json: source, formats, seed, categories and per category the drawings read,
-  skipped by reason, duplicates removed and taken per split. KFP wants namespace.Name."""
-  TYPE_NAME = 'quickdraw.SamplingManifest'
-
-
-class QuickDrawExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
-  """FileBasedExampleGen's spec plus the sampling manifest as its own output channel."""
-  OUTPUTS = dict(standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,
-                 **{MANIFEST_KEY: component_spec.ChannelParameter(type=SamplingManifest)})
-
+from common import progress
+from components.example_gen import category_sampling
+from components.example_gen.outputs import MANIFEST_FILE, MANIFEST_KEY, SPLITS, read_manifest
+from domain import drawing_rendering
+from domain import quickdraw_source
 
 def sampling_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
   """The sampling parameters packed into the component's CustomConfig (a Struct in an Any)."""
@@ -175,82 +138,3 @@ def _SampledExamples(pipeline: beam.Pipeline, config: Dict[str, Any],
           | 'Spread' >> beam.Reshuffle()
           | 'SampleAndRender' >> beam.ParDo(_SampleCategory(config)).with_outputs(
               _SampleCategory.MANIFEST, main=None))
-
-
-class _Driver(example_gen_driver.FileBasedDriver):
-  """File fingerprints for local and gs:// sources; an https:// prefix cannot be listed."""
-
-  def get_input_processor(self, splits, range_config=None, input_base_uri=None):
-    if input_base_uri and quickdraw_source.is_url(input_base_uri):
-      return input_processor.QueryBasedInputProcessor(splits, range_config)
-    return super().get_input_processor(splits, range_config, input_base_uri)
-
-
-class QuickDrawExampleGen(example_gen_component.FileBasedExampleGen):
-  """Samples `num_categories` x (train + test) drawings from `source` into train/test splits.
-
-  Outputs `examples` (Examples) and `manifest` (SamplingManifest).
-  """
-
-  SPEC_CLASS = QuickDrawExampleGenSpec
-  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
-  DRIVER_CLASS = _Driver
-
-  def __init__(self, source: str, num_categories: int, train_per_category: int,
-               test_per_category: int, seed: int, render_size: int = 256,
-               stroke_width: int = 3, categories: Sequence[str] = (),
-               max_skip_ratio: float = category_sampling.DEFAULT_MAX_SKIP_RATIO,
-               recognized_only: bool = False):
-    struct = struct_pb2.Struct()
-    struct.update({
-        'num_categories': num_categories, 'train_per_category': train_per_category,
-        'test_per_category': test_per_category, 'seed': seed, 'render_size': render_size,
-        'stroke_width': stroke_width, 'categories': list(categories),
-        'max_skip_ratio': max_skip_ratio, 'recognized_only': recognized_only})
-    packed = any_pb2.Any()
-    packed.Pack(struct)
-    # FileBasedExampleGen.__init__ builds its own spec with `examples` only, so the spec
-    # (with `manifest`) is built here and handed to the Beam component base directly.
-    input_config = example_gen_pb2.Input(splits=[
-        example_gen_pb2.Input.Split(name=name, pattern=_SOURCE_PATTERN) for name in SPLITS])
-    spec = QuickDrawExampleGenSpec(
-        input_base=source, input_config=input_config,
-        output_config=example_gen_pb2.Output(),  # The input's splits, as the default does.
-        custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
-        range_config=None, output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
-        output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        examples=types.Channel(type=standard_artifacts.Examples),
-        **{MANIFEST_KEY: types.Channel(type=SamplingManifest)})
-    base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
-
-
-def read_manifest(artifact: Any) -> Dict[str, Any]:
-  """The manifest of a run: give the `manifest` artifact, the `examples` artifact (which holds
-  a copy), an ML Metadata artifact proto of either, or a folder URI."""
-  uri = artifact if isinstance(artifact, str) else artifact.uri
-  path = os.path.join(uri, MANIFEST_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'{path}: no sampling manifest; is {uri} the manifest or examples '
-                            'output of QuickDrawExampleGen?')
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-def read_split(examples: Any, split: str) -> Dict[str, list]:
-  """Every example of one split of an examples artifact (or an ML Metadata artifact proto, or
-  its URI): {'id', 'category', 'png', 'serialized'} as parallel lists, in file order."""
-  uri = examples if isinstance(examples, str) else examples.uri
-  pattern = os.path.join(uri, f'Split-{split}', '*')  # TFX's split layout (artifact_utils).
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
-    raise FileNotFoundError(f'{pattern}: no examples for split {split!r}')
-  spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
-          (features.IMAGE_KEY, features.CATEGORY_KEY, features.ID_KEY)}
-  parts = {'id': [], 'category': [], 'png': [], 'serialized': []}
-  for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(256):
-    parsed = tf.io.parse_example(serialized, spec)
-    parts['serialized'] += list(serialized.numpy())
-    parts['png'] += list(parsed[features.IMAGE_KEY].numpy())
-    parts['id'] += [v.decode('utf-8') for v in parsed[features.ID_KEY].numpy()]
-    parts['category'] += [v.decode('utf-8') for v in parsed[features.CATEGORY_KEY].numpy()]
-  return parts

@@ -1,24 +1,8 @@
-"""RegistryPusher: pushes a blessed model, its model card and a search gallery, atomically.
-
-The registry is a folder per model with one numbered version folder per push
-(`<registry>/<model>/<version>/`, TF Serving's layout; components/registry_store.py documents
-it).
-Each version holds the SavedModel with `assets.extra/categories.txt`, `model_card.json` and
-`model_card.md` (metrics, categories, data manifest, training configuration, lineage, code
-version) and `gallery.npz` (embeddings, categories, ids and PNGs of the gallery drawings, so
-search needs none of the pipeline's artifacts). Everything is staged in a temporary folder and
-published under a version number claimed last, with model_card.json written after every other
-file (`components/registry_store.py`): readers never see a half push, and concurrent pushes get
-different numbers.
-
-Beyond TFX's Pusher inputs (model, model_blessing) it takes, all optional, the examples
-(gallery PNGs, data manifest), the Evaluator's embeddings (the test split's gallery
-embeddings, not recomputed) and its evaluation (every metric for the card).
-"""
+"""The Pusher's work: check the blessing, then stage the SavedModel, the search gallery and the
+model card and publish them as one new registry version (domain/registry_store.py)."""
 import datetime
 import json
 import os
-import subprocess
 from typing import Any, Dict, List, Optional
 
 from absl import logging
@@ -26,92 +10,35 @@ import numpy as np
 import tensorflow as tf
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
-from tfx.dsl.components.base import base_component
-from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
-from tfx.types import component_spec
-from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import json_utils
 from tfx.utils import proto_utils
 
-from components import embedding_evaluator
-from components import quickdraw_example_gen
-from components import registry_store
-from components.embedding_evaluator import HEADLINE_METRICS
-from models import progress
-from models import trainer
+from common import progress
+from components.evaluator import outputs as evaluation_outputs
+from components.evaluator.outputs import HEADLINE_METRICS
+from components.example_gen import outputs as example_gen_outputs
+from components.pusher import model_card as model_card_lib
+from domain import registry_store
 
 EXAMPLES_KEY = 'examples'
+
+
 EMBEDDINGS_KEY = 'embeddings'
+
+
 EVALUATION_KEY = 'evaluation'
+
+
 DEFAULT_GALLERY_SPLITS = ('test',)
-_PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class RegistryPusherSpec(types.ComponentSpec):
-  """TFX's PusherSpec plus the optional inputs the model card and the gallery read."""
-  PARAMETERS = dict(standard_component_specs.PusherSpec.PARAMETERS)
-  INPUTS = dict(
-      standard_component_specs.PusherSpec.INPUTS,
-      **{EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples,
-                                                       optional=True),
-         EMBEDDINGS_KEY: component_spec.ChannelParameter(type=embedding_evaluator.Embeddings,
-                                                         optional=True),
-         EVALUATION_KEY: component_spec.ChannelParameter(
-             type=standard_artifacts.ModelEvaluation, optional=True)})
-  OUTPUTS = dict(standard_component_specs.PusherSpec.OUTPUTS)
-
-
-def _training_run(model_folder: str) -> Optional[Dict]:
-  path = os.path.join(model_folder, 'assets.extra', trainer.TRAINING_RUN_FILE)
-  if not tf.io.gfile.exists(path):  # Models exported before the Trainer wrote it.
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
 
 
 def _single(input_dict: Dict[str, List[types.Artifact]], key: str) -> Optional[types.Artifact]:
   artifacts = input_dict.get(key) or []
   return artifacts[0] if artifacts else None
-
-
-def code_version(project_dir: str = _PROJECT_DIR) -> Dict[str, Any]:
-  """The git commit of the code that pushed (and whether it had local changes), when known."""
-  def git(*args):
-    return subprocess.run(['git', '-C', project_dir, *args], capture_output=True, text=True,
-                          timeout=10, check=True).stdout.strip()
-  try:
-    return {'git_commit': git('rev-parse', 'HEAD'),
-            'git_dirty': bool(git('status', '--porcelain', '--untracked-files=no'))}
-  except (OSError, subprocess.SubprocessError):  # Not a git checkout, or no git at all.
-    return {'git_commit': None, 'git_dirty': None}
-
-
-def data_manifest(examples: Optional[types.Artifact]) -> Optional[Dict[str, Any]]:
-  """The sampling manifest (source, seed, per-category counts) of the examples, if wired."""
-  if examples is None:
-    return None
-  try:
-    return quickdraw_example_gen.read_manifest(examples)
-  except tf.errors.NotFoundError:
-    logging.warning('RegistryPusher: no data manifest beside %s', examples.uri)
-    return None
-
-
-def describe_signatures(saved_model_dir: str) -> Dict[str, Any]:
-  """Each serving signature's inputs and outputs, read from the SavedModel itself."""
-  loaded = tf.saved_model.load(saved_model_dir)
-  described = {}
-  for name, function in sorted(loaded.signatures.items()):
-    inputs = function.structured_input_signature[1]
-    described[name] = {
-        'inputs': {key: f'{spec.dtype.name} {spec.shape}' for key, spec in sorted(inputs.items())},
-        'outputs': sorted(function.structured_outputs),
-    }
-  return described
 
 
 def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.Artifact],
@@ -121,9 +48,9 @@ def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.A
   columns = {'embedding': [], 'category': [], 'id': [], 'split': [], 'png': []}
   embed = None
   for split in splits:
-    records = quickdraw_example_gen.read_split(examples, split)
+    records = example_gen_outputs.read_split(examples, split)
     if split == 'test' and embeddings is not None:
-      vectors, categories, ids = embedding_evaluator.load_embeddings(embeddings.uri)
+      vectors, categories, ids = evaluation_outputs.load_embeddings(embeddings.uri)
       png_by_id = dict(zip(records['id'], records['png']))
       missing = [i for i in ids if i not in png_by_id]
       if missing or len(ids) != len(png_by_id):
@@ -153,39 +80,6 @@ def build_gallery(splits, examples: types.Artifact, embeddings: Optional[types.A
                                 category=np.asarray(columns['category'], str),
                                 id=np.asarray(columns['id'], str),
                                 split=np.asarray(columns['split'], str), png=columns['png'])
-
-
-def _training_line(run: Optional[Dict[str, Any]]) -> str:
-  if not run:
-    return 'Training: not recorded by this model\'s Trainer.'
-  machine = run.get('machine') or {}
-  return (f'Training: {run.get("precision")} ({run.get("precision_reason")}), '
-          f'{run.get("steps")} steps of batch {run.get("batch_size")}, '
-          f'{run.get("epochs_reached")} epochs, {run.get("training_seconds")} s on '
-          f'{machine.get("cpu_model", "?")}.')
-
-
-def model_card_markdown(card: Dict[str, Any]) -> str:
-  """A short human-readable card; model_card.json has everything."""
-  metrics = card.get('metrics') or {}
-  lines = [f'# {card["model_name"]} version {card["version"]}', '',
-           f'Pushed {card["pushed_at"]} from pipeline run '
-           f'`{card["lineage"].get("pipeline_run_id")}`, code '
-           f'`{(card.get("code_version") or {}).get("git_commit") or "unknown"}`.', '',
-           '| metric | value |', '| --- | --- |']
-  lines += [f'| {key} | {value:.4f} |' for key, value in metrics.items()
-            if isinstance(value, (int, float))]
-  data = card.get('data') or {}
-  gallery = card.get('gallery') or {}
-  lines += ['', f'{len(card["categories"])} categories: {", ".join(card["categories"])}.', '',
-            f'Data: {data.get("source")}, seed {data.get("seed")}, '
-            f'{data.get("train_per_category")} train + {data.get("test_per_category")} test '
-            'drawings per category.',
-            _training_line(card.get('training_run')),
-            f'Search gallery: {gallery.get("size", 0)} drawings '
-            f'(splits {", ".join(gallery.get("splits", [])) or "none"}).', '',
-            card.get('license', ''), '']
-  return '\n'.join(lines)
 
 
 class Executor(pusher_executor.Executor):
@@ -222,7 +116,7 @@ class Executor(pusher_executor.Executor):
     def card_files(version: int) -> Dict[str, str]:
       # The version is known only once claimed, after staging; publish writes these last.
       card['version'] = str(version)
-      return {registry_store.MODEL_CARD_MARKDOWN: model_card_markdown(card),
+      return {registry_store.MODEL_CARD_MARKDOWN: model_card_lib.model_card_markdown(card),
               registry_store.MODEL_CARD_FILE: json.dumps(card, indent=2)}
 
     version, published = registry_store.publish(model_dir, stage, card_files)
@@ -264,14 +158,14 @@ class Executor(pusher_executor.Executor):
         'metrics': {key: blessing.get_float_custom_property(key) for key in HEADLINE_METRICS
                     if blessing.has_custom_property(key)},
         # ... and everything the Evaluator wrote, whatever keys it has grown.
-        'evaluation': (embedding_evaluator.read_metrics(evaluation.uri)
+        'evaluation': (evaluation_outputs.read_metrics(evaluation.uri)
                        if evaluation is not None else None),
         'categories': categories,
         'data': dict(custom_config.get('data') or {}),
-        'data_manifest': data_manifest(examples),
+        'data_manifest': model_card_lib.data_manifest(examples),
         'training': custom_config.get('training'),
         # What the Trainer did with it: precision used, steps, epochs reached, machine.
-        'training_run': _training_run(folder),
+        'training_run': model_card_lib.training_run(folder),
         'gallery': {
             'file': registry_store.GALLERY_FILE if gallery is not None else None,
             'size': len(gallery) if gallery is not None else 0,
@@ -279,7 +173,7 @@ class Executor(pusher_executor.Executor):
             'embedding_dim': int(gallery.embedding.shape[1]) if gallery is not None else None,
             'distance': 'euclidean (L2) on fc_1',
         },
-        'signatures': describe_signatures(folder),
+        'signatures': model_card_lib.describe_signatures(folder),
         'lineage': {
             'pipeline_name': self._context.pipeline_info.id if self._context and
                              self._context.pipeline_info else None,
@@ -290,26 +184,6 @@ class Executor(pusher_executor.Executor):
             'embeddings_artifact': artifact_ref(embeddings),
             'examples_artifact': artifact_ref(examples),
         },
-        'code_version': code_version(),
+        'code_version': model_card_lib.code_version(),
         'license': 'Trained on Quick, Draw! data made available by Google, Inc. under CC BY 4.0.',
     }
-
-
-class RegistryPusher(base_component.BaseComponent):
-  """TFX's Pusher contract (blessing check, PushedModel artifact) for the model registry."""
-
-  SPEC_CLASS = RegistryPusherSpec
-  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
-
-  def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel,
-               push_destination: pusher_pb2.PushDestination,
-               custom_config: Optional[Dict[str, Any]] = None,
-               examples: Optional[types.BaseChannel] = None,
-               embeddings: Optional[types.BaseChannel] = None,
-               evaluation: Optional[types.BaseChannel] = None):
-    spec = RegistryPusherSpec(
-        model=model, model_blessing=model_blessing, push_destination=push_destination,
-        custom_config=json_utils.dumps(custom_config), examples=examples,
-        embeddings=embeddings, evaluation=evaluation,
-        pushed_model=types.Channel(type=standard_artifacts.PushedModel))
-    super().__init__(spec=spec)

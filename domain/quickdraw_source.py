@@ -1,7 +1,7 @@
 """Where a Quick, Draw! source keeps its category files, and how to open them.
 
 A source is a local folder, a gs:// prefix or an https:// prefix (files are downloaded into a
-local cache, `components/url_cache.py`) holding one `<category>.ndjson[.gz]` or
+local cache, `domain/url_cache.py`) holding one `<category>.ndjson[.gz]` or
 `<category>.npy` file per category.
 """
 import difflib
@@ -75,9 +75,9 @@ def _missing_category(source: str, category: str, available: Sequence[str]) -> Q
 
 def category_path(source: str, category: str) -> str:
   """The file holding `category` at `source`, by CATEGORY_SUFFIXES preference; https://
-  sources are downloaded into the local cache (components/url_cache.py) first."""
+  sources are downloaded into the local cache (domain/url_cache.py) first."""
   if is_url(source):
-    from components import url_cache  # Imported here: only URL sources need it.
+    from domain import url_cache  # Imported here: only URL sources need it.
     base = source.rstrip('/') + '/' + urllib.parse.quote(category)
     for suffix in CATEGORY_SUFFIXES:
       try:

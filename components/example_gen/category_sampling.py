@@ -14,11 +14,11 @@ from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
-from components.drawing_records import BITMAP_SIDE, Item, SkipLine, checked_drawing, is_raw
-from components.drawing_records import parse_record
-from components.quickdraw_source import QuickDrawDataError, category_path, file_size
-from components.quickdraw_source import open_binary
-from components.quickdraw_source import open_lines
+from domain.drawing_records import BITMAP_SIDE, Item, SkipLine, checked_drawing, is_raw
+from domain.drawing_records import parse_record
+from domain.quickdraw_source import QuickDrawDataError, category_path, file_size
+from domain.quickdraw_source import open_binary
+from domain.quickdraw_source import open_lines
 
 # Formats as the manifest names them.
 SIMPLIFIED = 'simplified ndjson'

@@ -3,9 +3,9 @@ TFMA metric.
 
 It gives the values of Keras' SparseCategoricalAccuracy (k = 1) and
 SparseTopKCategoricalAccuracy, and costs less. TFMA's Keras wrappers run a TensorFlow
-metric update for each small batch of drawings. They took about 30 of the 110 seconds of a
-profiled TFMA evaluation of 25,000 drawings (benchmarks/README.md, "## Evaluation"). This
-combiner keeps the rows in a buffer and ranks them with NumPy, many at a time.
+metric update for each small batch of drawings, a large share of a TFMA evaluation's time
+(measured: benchmarks/README.md, "Evaluation"). This combiner keeps the rows in a buffer and
+ranks them with NumPy, many at a time.
 
 How rows are ranked:
 - top-1 is the argmax, the first of equal probabilities, as `tf.argmax` and the model's
@@ -15,7 +15,7 @@ How rows are ranked:
 - a label below 0 (a category outside the model's vocabulary) is a miss.
 
 Use it in an EvalConfig as
-  MetricConfig(class_name='TopKAccuracy', module='components.accuracy_metric',
+  MetricConfig(class_name='TopKAccuracy', module='components.evaluator.accuracy_metric',
                config='"k": 5, "name": "top5_accuracy"')
 in a MetricsSpec with output_names=['probabilities'].
 """
@@ -25,7 +25,7 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import classification_metrics
+from components.evaluator import classification_metrics
 
 # Rows ranked at once: large enough that NumPy's per-call cost vanishes, small enough
 # (100 classes x 4 bytes x 1000) to stay a small buffer.

@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from models import progress as progress_lib
+from common import progress as progress_lib
 
 K_VALUES = (1, 5, 10, 50)
 NUM_NEIGHBORS = 10
@@ -276,7 +276,7 @@ def summarize(result: RetrievalResult, labels: np.ndarray,
 
 
 class ProgressLogger:
-  """`progress` callback for evaluate(): queries done, shown by models/progress.py."""
+  """`progress` callback for evaluate(): queries done, shown by common/progress.py."""
 
   def __init__(self, what: str, interval: float = 10.0):
     self._what, self._interval = what, interval

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 import tensorflow as tf
 
-from components.drawing_records import BITMAP_SIDE, SIMPLIFIED_MAX, Drawing, Item
+from domain.drawing_records import BITMAP_SIDE, SIMPLIFIED_MAX, Drawing, Item
 from models.features import CATEGORY_KEY, ID_KEY, IMAGE_KEY
 
 

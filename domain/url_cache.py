@@ -2,7 +2,7 @@
 
 A download goes to `<name>.part` and resumes from there with an HTTP Range request; it is
 renamed into place only once its size matches the size the server announced (Content-Length,
-or the total of a Content-Range when resuming). Progress is shown by models/progress.py.
+or the total of a Content-Range when resuming). Progress is shown by common/progress.py.
 """
 import hashlib
 import http.client
@@ -13,7 +13,7 @@ from typing import Optional
 
 from absl import logging
 
-from models import progress
+from common import progress
 
 CACHE_DIR = os.environ.get(
     'QUICKDRAW_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'quickdraw-tfx'))

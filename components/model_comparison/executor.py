@@ -1,42 +1,37 @@
-"""ModelComparison: two evaluated models side by side on every metric (docs/metrics.md, 3).
-
-Reads the two `ModelEvaluation` artifacts' metrics.json and writes `comparison.json` and the
-same table as `comparison.md` for the report. Given the two `Embeddings` artifacts too (the
-per-drawing outcomes), it adds paired bootstrap intervals of the test-accuracy and mAP
-differences: whether one model is better than the other beyond what the test sample explains.
-"""
+"""ModelComparison's work: every metric of two evaluations side by side, the paired intervals
+of the differences, comparison.json and comparison.md; and reading them back."""
 import json
 import os
 from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
-from tfx import types
-from tfx.types import standard_artifacts
-from tfx.v1.dsl.components import InputArtifact, OutputArtifact, component
 
-from components import confidence
-from components.embedding_evaluator import Embeddings
-from components.embedding_evaluator import load_per_query
-from components.embedding_evaluator import read_metrics
+from components.evaluator import confidence
+from components.evaluator.outputs import load_per_query, read_metrics
 
 COMPARISON_JSON = 'comparison.json'
+
+
 COMPARISON_MARKDOWN = 'comparison.md'
+
+
 SCHEMA_VERSION = 2  # 2: paired_difference.
+
+
 SECTIONS = ('classification', 'retrieval', 'floors')
+
+
 # Not metrics: bookkeeping, sizes, labels and matrices.
 SKIPPED = {'confusion_matrix', 'unknown', 'categories', 'k', 'distance', 'extra', 'examples',
            'support', 'queries', 'queries_without_relevant', 'raw_pixels_dim', 'recall'}
+
+
 # The rows the report leads with.
 HEADLINE_ROWS = (
     'classification.test.top1', 'classification.test.top5', 'classification.test.macro_f1',
     'classification.train.top1', 'retrieval.l2.map', 'retrieval.cosine.map',
     'retrieval.l2.precision_at_k.10', 'floors.random_map', 'floors.raw_pixels_map')
-
-
-class Comparison(types.Artifact):
-  """A table of two models' metrics (comparison.json, comparison.md)."""
-  TYPE_NAME = 'quickdraw.ModelComparison'
 
 
 def flatten(metrics: Dict) -> Dict[str, Optional[float]]:
@@ -169,18 +164,9 @@ def read_comparison(uri: str) -> Dict:
     return json.load(f)
 
 
-@component
-def ModelComparison(  # pylint: disable=invalid-name
-    first_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
-    second_evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
-    comparison: OutputArtifact[Comparison],
-    first_embeddings: InputArtifact[Embeddings] = None,
-    second_embeddings: InputArtifact[Embeddings] = None,
-) -> None:
-  """Every metric of two EmbeddingEvaluator outputs side by side: JSON and Markdown.
-
-  The embeddings are optional: without both, `paired_difference` is null.
-  """
+def run(first_evaluation, second_evaluation, comparison, first_embeddings=None,
+        second_embeddings=None) -> None:
+  """ModelComparison's work on its artifacts (components/model_comparison/component.py)."""
   per_query = [load_per_query(e.uri) if e is not None else None
                for e in (first_embeddings, second_embeddings)]
   result = compare(read_metrics(first_evaluation.uri), read_metrics(second_evaluation.uri),

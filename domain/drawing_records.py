@@ -1,7 +1,7 @@
 """One ndjson line of a category file to checked strokes, or the reason it cannot be used.
 
 Simplified strokes are [x, y] lists in 0..255; raw strokes are [x, y, t] in screen pixels and
-are simplified here the way Google describes it (`components/stroke_simplification.py`).
+are simplified here the way Google describes it (`domain/stroke_simplification.py`).
 
 A line that is read but not used has a reason, a key of the manifest's skip counts:
 malformed_json, no_drawing, empty_drawing, bad_stroke, stroke_xy_length_mismatch,
@@ -10,9 +10,9 @@ non_finite_number, coordinates_out_of_range or word_mismatch.
 import math
 from typing import List, Tuple, Union
 
-from components import stroke_simplification
-from components import strict_json
-from components.quickdraw_source import QuickDrawDataError
+from domain import strict_json
+from domain import stroke_simplification
+from domain.quickdraw_source import QuickDrawDataError
 
 # Simplified drawings are aligned and scaled by Google to this coordinate range.
 SIMPLIFIED_MAX = 255

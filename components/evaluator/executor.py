@@ -1,14 +1,6 @@
-"""EmbeddingEvaluator: TFMA's evaluation and validation, the retrieval metrics, and a blessing.
-
-TensorFlow Model Analysis evaluates the exported SavedModel (components/tfma_evaluation.py):
-top-1/top-5 accuracy on both splits, the confusion matrix, the leave-one-out retrieval mAP as
-a TFMA metric (components/retrieval_metric.py), and the validation of value thresholds and,
-against the baseline model ML Metadata resolved (the newest blessed model of the same
-Trainer), change thresholds. The evaluation artifact is what TFMA writes
-(`tfma.load_eval_result(uri)`), plus metrics.json: the report's and the model card's view,
-with bootstrap intervals and the retrieval details TFMA has no metric for (per-category AP,
-precision/recall@k, PR curve, cosine, floors). Outputs and their schema: docs/metrics.md.
-"""
+"""The EmbeddingEvaluator's work: TFMA's evaluation of both splits in one Beam pipeline, the
+per-drawing outputs captured from it, metrics.json (classification, retrieval, floors and
+intervals), the embeddings artifact and the blessing from TFMA's validation."""
 import dataclasses
 import io
 import json
@@ -23,39 +15,23 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tfx import types
 from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
 from tfx.utils import path_utils
-from tfx.v1.dsl.components import (BeamComponentParameter, InputArtifact, OutputArtifact,
-                                   Parameter, component)
 
-from components import classification_metrics
-from components import confidence
-from components import retrieval
-from components import tfma_evaluation
-from components import tfma_results
+from components.evaluator import classification_metrics
+from components.evaluator import confidence
+from components.evaluator import tfma_evaluation
+from components.evaluator import tfma_results
+from components.evaluator.outputs import (EMBEDDINGS_FILE, EXTRA_PROPERTIES, HEADLINE_METRICS,
+                                          INTERVALS, METRICS_FILE, SCHEMA_VERSION)
+from domain import retrieval
 from models import features
 from models import preprocessing
 from models import signatures
 
-METRICS_FILE = 'metrics.json'
-EMBEDDINGS_FILE = 'test_embeddings.npz'
 CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
-SCHEMA_VERSION = 4  # 3: the *_ci95 intervals; 4: TFMA's values, validation and baseline.
-# Metrics copied onto the evaluation and blessing artifacts, so ML Metadata queries see them.
-HEADLINE_METRICS = ('train_accuracy', 'test_accuracy', 'map')
-# Also copied onto both artifacts (when defined); the model card keeps to HEADLINE_METRICS.
-EXTRA_PROPERTIES = ('train_top5_accuracy', 'test_top5_accuracy', 'map_cosine', 'random_map',
-                    'raw_pixels_map')
-# 95% bootstrap intervals [low, high] (or null) of headline metrics (components/confidence.py).
-INTERVALS = ('train_accuracy_ci95', 'test_accuracy_ci95', 'train_top5_accuracy_ci95',
-             'test_top5_accuracy_ci95', 'map_ci95')
+
+
 CAPTURE_FOLDER = '_per_drawing'  # Inside the embeddings artifact while the component runs.
-
-
-class Embeddings(types.Artifact):
-  """fc_1 embeddings of the test split, with each drawing's id and category."""
-  # <namespace>.<Name>: the form Kubeflow Pipelines v2 requires of custom artifact types.
-  TYPE_NAME = 'quickdraw.Embeddings'
 
 
 def _split_pattern(examples: types.Artifact, split: str) -> str:
@@ -237,34 +213,12 @@ def _drop_or_none(value: float) -> Optional[float]:
   return None if value < 0 else float(value)
 
 
-@component(use_beam=True)
-def EmbeddingEvaluator(  # pylint: disable=invalid-name
-    examples: InputArtifact[standard_artifacts.Examples],
-    model: InputArtifact[standard_artifacts.Model],
-    evaluation: OutputArtifact[standard_artifacts.ModelEvaluation],
-    embeddings: OutputArtifact[Embeddings],
-    blessing: OutputArtifact[standard_artifacts.ModelBlessing],
-    model_name: Parameter[str],
-    baseline_model: InputArtifact[standard_artifacts.Model] = None,
-    min_test_accuracy: Parameter[float] = 0.0,
-    min_map: Parameter[float] = 0.0,
-    max_accuracy_drop: Parameter[float] = -1.0,
-    max_map_drop: Parameter[float] = -1.0,
-    train_eval_max_examples: Parameter[int] = 0,
-    batch_size: Parameter[int] = 64,
-    raw_pixels_size: Parameter[int] = 128,
-    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
-) -> None:
-  """TFMA's evaluation of train (top-1/top-5) and test (also confusion, retrieval mAP), the
-  retrieval details and intervals, and a blessing from TFMA's validation.
-
-  Blessed when test accuracy >= min_test_accuracy and mAP >= min_map and, when a
-  `baseline_model` is given, neither dropped below the baseline's by more than
-  max_accuracy_drop / max_map_drop (< 0: no change threshold; 0: not worse). Without a baseline
-  the change thresholds are rubber-stamped, as TFX's Evaluator does.
-  `train_eval_max_examples` > 0 measures train metrics on that many drawings only (a fixed
-  sample). `raw_pixels_size` > 0: the raw-pixel mAP floor at that image size.
-  """
+def evaluate(examples: types.Artifact, model: types.Artifact, evaluation: types.Artifact,
+             embeddings: types.Artifact, blessing: types.Artifact, model_name: str,
+             baseline_model: Optional[types.Artifact], min_test_accuracy: float, min_map: float,
+             max_accuracy_drop: float, max_map_drop: float, train_eval_max_examples: int,
+             batch_size: int, raw_pixels_size: int, beam_pipeline: beam.Pipeline) -> None:
+  """The EmbeddingEvaluator's work (its arguments: components/evaluator/component.py)."""
   model_dir = path_utils.serving_model_path(model.uri)
   signature_names = _signature_names(model_dir)
   if signatures.TRANSFORM_FEATURES not in signature_names:
@@ -332,34 +286,3 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
   with tf.io.gfile.GFile(os.path.join(blessing.uri, 'BLESSED' if blessed else 'NOT_BLESSED'),
                          'w') as f:
     f.write('')
-
-
-def output_artifacts(root: str) -> Dict[str, list]:
-  """One new, empty artifact per output of the component, in `root/<output name>`: what a
-  runner hands the executor, for running it outside a pipeline (tests, benchmarks)."""
-  outputs = {}
-  for name, channel in EmbeddingEvaluator.SPEC_CLASS.OUTPUTS.items():
-    artifact = channel.type()
-    artifact.uri = os.path.join(root, name)
-    tf.io.gfile.makedirs(artifact.uri)
-    outputs[name] = [artifact]
-  return outputs
-
-
-def read_metrics(evaluation_uri: str) -> Dict:
-  """The metrics JSON in an evaluation artifact's folder."""
-  with tf.io.gfile.GFile(os.path.join(evaluation_uri, METRICS_FILE)) as f:
-    return json.load(f)
-
-
-def load_per_query(artifact_uri: str) -> Dict[str, np.ndarray]:
-  """Every array of the embeddings artifact (docs/metrics.md, section 2) by name."""
-  with tf.io.gfile.GFile(os.path.join(artifact_uri, EMBEDDINGS_FILE), 'rb') as f:
-    with np.load(io.BytesIO(f.read())) as data:
-      return {key: data[key] for key in data.files}
-
-
-def load_embeddings(artifact_uri: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(embedding, category, id) arrays as written by the evaluator."""
-  data = load_per_query(artifact_uri)
-  return data['embedding'], data['category'], data['id']

@@ -1,6 +1,6 @@
 """RetrievalMap: the leave-one-out retrieval mAP of an embedding, as a TFMA metric.
 
-Every drawing of the slice queries all the others by L2 distance (components/retrieval.py,
+Every drawing of the slice queries all the others by L2 distance (domain/retrieval.py,
 exact and chunked); a result is relevant when it has the query's category name, and the
 metric is the mean AP over queries with at least one relevant result. TFMA hands the combiner
 one example at a time, so it gathers the whole slice (embedding, category and id: 4 KB per
@@ -8,7 +8,7 @@ drawing at 1024-d) and ranks in extract_output. Ids order equal distances, so th
 not depend on the order Beam delivers the examples in.
 
 Use it in an EvalConfig as
-  MetricConfig(class_name='RetrievalMap', module='components.retrieval_metric')
+  MetricConfig(class_name='RetrievalMap', module='components.evaluator.retrieval_metric')
 in a MetricsSpec with output_names=['embedding'] (the model output holding the embedding).
 """
 from typing import Dict, List, Optional
@@ -17,7 +17,7 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import retrieval
+from domain import retrieval
 from models import features
 
 RETRIEVAL_MAP_NAME = 'retrieval_map'

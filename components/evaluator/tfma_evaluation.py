@@ -5,7 +5,7 @@ tf.Examples go through its `embed` signature (transform graph inside), and its
 `transform_features` signature gives TFMA the label. Two evaluations share the pipeline:
   test   the evaluation artifact's root, read by tfma.load_eval_result(uri): top-1 and top-5
          accuracy, the multi-class confusion matrix, the leave-one-out retrieval mAP
-         (components/retrieval_metric.py) and the validation of the thresholds, against the
+         (retrieval_metric.py) and the validation of the thresholds, against the
          baseline model when there is one;
   train  `<uri>/train`: top-1 and top-5 accuracy of the candidate on a deterministic sample.
 Each also hands the per-drawing outputs (ids, labels, probabilities and, for test, the
@@ -25,10 +25,10 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.extractors import unbatch_extractor
 from tfx_bsl.tfxio import tf_example_record
 
-from components import accuracy_metric
-from components import retrieval_metric
+from common import progress
+from components.evaluator import accuracy_metric
+from components.evaluator import retrieval_metric
 from models import features
-from models import progress
 from models import signatures
 
 CANDIDATE = 'candidate'

@@ -1,7 +1,7 @@
 """What the Evaluator's TFMA evaluation found, read back with TFMA's own loaders.
 
 `read(uri, categories)` turns `tfma.load_eval_result` / `tfma.load_validation_result` of an
-evaluation artifact (components/tfma_evaluation.py writes it) into plain values: top-1/top-5
+evaluation artifact (tfma_evaluation.py writes it) into plain values: top-1/top-5
 accuracy per split, the test confusion matrix in category order, the retrieval mAP, the
 baseline's values, and the blessing with one check per threshold. `merge_into` makes them the
 values of metrics.json, after checking that the per-drawing outputs the component kept agree.
@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.writers import eval_config_writer
 
-from components import tfma_evaluation as evaluation_lib
+from components.evaluator import tfma_evaluation as evaluation_lib
 
 # The component's own per-drawing computation and TFMA's must agree to float32 rounding.
 AGREEMENT_TOLERANCE = 1e-6

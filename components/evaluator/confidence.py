@@ -66,7 +66,7 @@ def paired_difference_intervals(first_per_query: Mapping[str, np.ndarray],
                                 second_per_query: Mapping[str, np.ndarray]) -> Optional[Dict]:
   """Test accuracy and mAP (L2) of the first model minus the second's, with paired intervals.
 
-  Arguments are `embedding_evaluator.load_per_query` dicts ('id', 'category', 'predicted',
+  Arguments are `components.evaluator.outputs.load_per_query` dicts ('id', 'category', 'predicted',
   'ap_l2'). Both models saw the same test drawings, so drawing i's outcome under one model is
   paired with its own outcome under the other (aligned by id): the bootstrap resamples
   drawings, not the two models independently, which removes the variance the two share (how
