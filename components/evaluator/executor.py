@@ -29,8 +29,6 @@ from models import preprocessing
 from models import signatures
 
 CATEGORIES_FILE = os.path.join('assets.extra', 'categories.txt')
-
-
 CAPTURE_FOLDER = '_per_drawing'  # Inside the embeddings artifact while the component runs.
 
 

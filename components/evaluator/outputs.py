@@ -10,23 +10,13 @@ import numpy as np
 import tensorflow as tf
 
 METRICS_FILE = 'metrics.json'
-
-
 EMBEDDINGS_FILE = 'test_embeddings.npz'
-
-
 SCHEMA_VERSION = 4  # 3: the *_ci95 intervals; 4: TFMA's values, validation and baseline.
-
-
 # Metrics copied onto the evaluation and blessing artifacts, so ML Metadata queries see them.
 HEADLINE_METRICS = ('train_accuracy', 'test_accuracy', 'map')
-
-
 # Also copied onto both artifacts (when defined); the model card keeps to HEADLINE_METRICS.
 EXTRA_PROPERTIES = ('train_top5_accuracy', 'test_top5_accuracy', 'map_cosine', 'random_map',
                     'raw_pixels_map')
-
-
 # 95% bootstrap intervals [low, high] (or null) of headline metrics (confidence.py).
 INTERVALS = ('train_accuracy_ci95', 'test_accuracy_ci95', 'train_top5_accuracy_ci95',
              'test_top5_accuracy_ci95', 'map_ci95')

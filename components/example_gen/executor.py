@@ -21,6 +21,7 @@ from components.example_gen.outputs import MANIFEST_FILE, MANIFEST_KEY, SPLITS, 
 from domain import drawing_rendering
 from domain import quickdraw_source
 
+
 def sampling_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
   """The sampling parameters packed into the component's CustomConfig (a Struct in an Any)."""
   custom_config = example_gen_pb2.CustomConfig()

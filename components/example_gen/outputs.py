@@ -9,11 +9,7 @@ import tensorflow as tf
 from models import features
 
 SPLITS = ('train', 'test')
-
-
 MANIFEST_FILE = 'manifest.json'
-
-
 MANIFEST_KEY = 'manifest'
 
 

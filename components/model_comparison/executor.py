@@ -11,22 +11,12 @@ from components.evaluator import confidence
 from components.evaluator.outputs import load_per_query, read_metrics
 
 COMPARISON_JSON = 'comparison.json'
-
-
 COMPARISON_MARKDOWN = 'comparison.md'
-
-
 SCHEMA_VERSION = 2  # 2: paired_difference.
-
-
 SECTIONS = ('classification', 'retrieval', 'floors')
-
-
 # Not metrics: bookkeeping, sizes, labels and matrices.
 SKIPPED = {'confusion_matrix', 'unknown', 'categories', 'k', 'distance', 'extra', 'examples',
            'support', 'queries', 'queries_without_relevant', 'raw_pixels_dim', 'recall'}
-
-
 # The rows the report leads with.
 HEADLINE_ROWS = (
     'classification.test.top1', 'classification.test.top5', 'classification.test.macro_f1',

@@ -29,6 +29,7 @@ from tfx.utils import json_utils
 from components.artifact_types import Embeddings
 from components.pusher.executor import EMBEDDINGS_KEY, EVALUATION_KEY, EXAMPLES_KEY, Executor
 
+
 class RegistryPusherSpec(types.ComponentSpec):
   """TFX's PusherSpec plus the optional inputs the model card and the gallery read."""
   PARAMETERS = dict(standard_component_specs.PusherSpec.PARAMETERS)

@@ -25,14 +25,8 @@ from components.pusher import model_card as model_card_lib
 from domain import registry_store
 
 EXAMPLES_KEY = 'examples'
-
-
 EMBEDDINGS_KEY = 'embeddings'
-
-
 EVALUATION_KEY = 'evaluation'
-
-
 DEFAULT_GALLERY_SPLITS = ('test',)
 
 
