@@ -18,7 +18,7 @@ run: $(VENV)/.installed
 	$(PY) -m pipeline.run --profile $(PROFILE)
 
 # Two tiers (pytest.ini's markers): `test` leaves out whole-pipeline runs (e2e) and real
-# trainings in subprocesses (slow), so it stays under 10 minutes on 2 cores; `test-e2e` runs
+# trainings in subprocesses (slow), so it takes minutes on 2 cores (README); `test-e2e` runs
 # exactly those. CI (.ci/run) runs both.
 test: $(VENV)/.installed
 	$(PY) -m pytest -m 'not e2e and not slow' $(PYTEST_ARGS)
