@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from components.evaluator import confidence
+from models import training_outputs
 
 if TYPE_CHECKING:
   from pipeline import results  # TFX and ML Metadata: imported at run time only when needed.
@@ -115,9 +116,8 @@ def _model_results(nodes: Dict[str, results.NodeRun], name: str) -> ModelResults
   if trainer is not None:
     training = _json_property(trainer, 'custom_config')
     if trainer.outputs.get('model_run'):
-      from models import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
       text = _read_text(os.path.join(trainer.outputs['model_run'][0].uri,
-                                     trainer_lib.HISTORY_FILE))
+                                     training_outputs.HISTORY_FILE))
       history = json.loads(text) if text else {}
   pushed_to, pushed_version, card = '', '', {}
   pusher = nodes.get(f'Pusher.{name}')

@@ -41,7 +41,6 @@ from serving import png_decoding
 from serving import registry
 from serving import search
 
-MAX_UPLOAD_BYTES = errors.MAX_UPLOAD_BYTES
 _NDJSON_TYPES = ('application/x-ndjson', 'application/json', 'application/ndjson', 'text/plain')
 _MEDIA_TYPE = re.compile(r'[\w.+-]{1,60}/[\w.+-]{1,60}')
 # A string that names a place on the server or its storage: a path (POSIX or Windows,
@@ -57,7 +56,7 @@ class _BadRequest(Exception):
     self.status = status
 
 
-def create_app(registry_root: str, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+def create_app(registry_root: str, max_upload_bytes: int = errors.MAX_UPLOAD_BYTES,
                max_models: int = model_cache.DEFAULT_CAPACITY,
                max_batch: int = batching.MAX_BATCH,
                batch_wait: float = batching.MAX_WAIT_SECONDS,

@@ -30,7 +30,6 @@ from serving import batching
 from serving import errors
 from serving import model_cache
 
-MAX_UPLOAD_BYTES = errors.MAX_UPLOAD_BYTES
 DEFAULT_THREADS = 20
 DEFAULT_TIMEOUT_SECONDS = 30
 # Time for a whole request to arrive: a 4 MiB upload at 100 KB/s, a sketch at any speed.
@@ -66,7 +65,7 @@ class _JsonErrorTask(waitress_task.ErrorTask):
 class _BodyLimitParser(waitress_parser.HTTPRequestParser):
   """A request whose body, as the app sees it, is over `body_limit` bytes is refused (413)."""
 
-  body_limit = MAX_UPLOAD_BYTES  # Set per server by make_server.
+  body_limit = errors.MAX_UPLOAD_BYTES  # Set per server by make_server.
 
   def received(self, data):
     consumed = super().received(data)
@@ -145,7 +144,7 @@ class _Channel(waitress_channel.HTTPChannel):
 def make_server(app, host: str = '127.0.0.1', port: int = 8080,
                 threads: int = DEFAULT_THREADS, timeout: float = DEFAULT_TIMEOUT_SECONDS,
                 connection_limit: int = DEFAULT_CONNECTION_LIMIT,
-                max_upload_bytes: int = MAX_UPLOAD_BYTES,
+                max_upload_bytes: int = errors.MAX_UPLOAD_BYTES,
                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS):
   """A waitress server for `app` (not started: call .run(), and .close() to stop).
 
@@ -206,9 +205,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--connection-limit', type=int, default=DEFAULT_CONNECTION_LIMIT,
                       help=f'open connections at most (default {DEFAULT_CONNECTION_LIMIT}; the '
                       'limit on open files is raised to fit them where the system allows)')
-  parser.add_argument('--max-upload-bytes', type=int, default=MAX_UPLOAD_BYTES,
+  parser.add_argument('--max-upload-bytes', type=int, default=errors.MAX_UPLOAD_BYTES,
                       help='larger request bodies get 413, chunked or not (default '
-                      f'{MAX_UPLOAD_BYTES})')
+                      f'{errors.MAX_UPLOAD_BYTES})')
   parser.add_argument('--max-models', type=int, default=model_cache.DEFAULT_CAPACITY,
                       help='model versions kept loaded, least recently used out (default '
                       f'{model_cache.DEFAULT_CAPACITY}; each takes a few hundred MB)')

@@ -16,6 +16,7 @@ import pytest
 from werkzeug import serving as werkzeug_serving
 
 from serving import batching
+from serving import errors
 from serving import http
 from serving import registry
 from serving import search
@@ -52,9 +53,9 @@ def test_an_upload_over_the_limit_is_413_json_never_cut(running, chunked):
 
 def test_the_default_limit_refuses_600_chunked_queries(running):
   """The user's case: 600 ndjson queries (over 4 MiB) sent chunked were cut to 512 results."""
-  server = running(limit=http.MAX_UPLOAD_BYTES)
+  server = running(limit=errors.MAX_UPLOAD_BYTES)
   data = _ndjson(600, pad=7100)
-  assert len(data) > http.MAX_UPLOAD_BYTES
+  assert len(data) > errors.MAX_UPLOAD_BYTES
   status, _, body = server.call('POST', '/search?model=sknet', _chunks(data, 65536),
                                 {'Content-Type': 'application/x-ndjson'})
   assert status == 413, body[:200]

@@ -41,45 +41,46 @@ def _add_import(project: str, module: str, line: str) -> None:
     f.write(f'\n{line}\n')
 
 
-def test_an_import_that_points_up_breaks_the_layers(tmp_path):
+def _lint_with_imports(tmp_path, added: dict) -> str:
+  """import-linter's report on a copy of the project with `added` (module -> import line)
+  appended; the contracts must break."""
   project = _copy(tmp_path)
-  _add_import(project, 'models.features', 'from pipeline import config')
+  for module, line in added.items():
+    _add_import(project, module, line)
   result = _lint(project)
   assert result.returncode == 1, result.stdout[-4000:]
-  assert 'models.features -> pipeline.config' in result.stdout
+  return result.stdout
+
+
+def test_an_import_that_points_up_breaks_the_layers(tmp_path):
+  report = _lint_with_imports(tmp_path, {'models.features': 'from pipeline import config'})
+  assert 'models.features -> pipeline.config' in report
 
 
 def test_tfx_in_the_models_and_kubeflow_in_the_benchmarks_are_refused(tmp_path):
-  project = _copy(tmp_path)
-  _add_import(project, 'models.sknet', 'import tfx')
-  _add_import(project, 'benchmarks.search', 'from kubeflow import estimate')
-  result = _lint(project)
-  assert result.returncode == 1, result.stdout[-4000:]
-  assert 'models.sknet -> tfx' in result.stdout
-  assert 'benchmarks.search -> kubeflow.estimate' in result.stdout
+  report = _lint_with_imports(tmp_path, {'models.sknet': 'import tfx',
+                                         'benchmarks.search': 'from kubeflow import estimate'})
+  assert 'models.sknet -> tfx' in report
+  assert 'benchmarks.search -> kubeflow.estimate' in report
 
 
 def test_imports_inside_a_package_point_down_too(tmp_path):
-  project = _copy(tmp_path)
-  _add_import(project, 'serving.registry', 'from serving import http')
-  _add_import(project, 'components.evaluator.outputs', 'from components.evaluator import executor')
-  _add_import(project, 'domain.url_cache', 'from domain import drawing_records')
-  result = _lint(project)
-  assert result.returncode == 1, result.stdout[-4000:]
+  report = _lint_with_imports(tmp_path, {
+      'serving.registry': 'from serving import http',
+      'components.evaluator.outputs': 'from components.evaluator import executor',
+      'domain.url_cache': 'from domain import drawing_records'})
   for imported in ('serving.registry -> serving.http',
                    'components.evaluator.outputs -> components.evaluator.executor',
                    'domain.url_cache -> domain.drawing_records'):
-    assert imported in result.stdout, imported
+    assert imported in report, imported
 
 
 def test_serving_and_domain_refuse_the_tfx_layer(tmp_path):
-  project = _copy(tmp_path)
-  _add_import(project, 'serving.search', 'from components.evaluator import outputs')
-  _add_import(project, 'domain.retrieval', 'import apache_beam')
-  result = _lint(project)
-  assert result.returncode == 1, result.stdout[-4000:]
-  assert 'serving.search -> components.evaluator.outputs' in result.stdout
-  assert 'domain.retrieval -> apache_beam' in result.stdout
+  report = _lint_with_imports(tmp_path, {
+      'serving.search': 'from components.evaluator import outputs',
+      'domain.retrieval': 'import apache_beam'})
+  assert 'serving.search -> components.evaluator.outputs' in report
+  assert 'domain.retrieval -> apache_beam' in report
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:

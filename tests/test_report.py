@@ -137,13 +137,13 @@ def test_report_setup_values_equal_the_run(smoke_report, smoke_nodes):
   training = fixtures.section(markdown, '### 2.4')
   assert fixtures.table_row(training, 'epochs reached')[1:] == ['1.00', '1.00']
   # The recipe and budget as run are each Trainer's history.json.
-  from models import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from models import training_outputs  # pylint: disable=g-import-not-at-top
   labels = ('budget', 'training steps', 'optimizer', 'learning-rate schedule',
             'peak learning rate', 'learning rate at the end', 'learning rate at each epoch end',
             'precision')
   for column, model in enumerate(config.models, start=1):
     run_dir = smoke_nodes[f'Trainer.{model}'].outputs['model_run'][0].uri
-    with open(os.path.join(run_dir, trainer_lib.HISTORY_FILE)) as f:
+    with open(os.path.join(run_dir, training_outputs.HISTORY_FILE)) as f:
       h = json.load(f)
     cells = {label: fixtures.table_row(training, label)[column] for label in labels}
     assert h['budget']['kind'] == 'epochs'

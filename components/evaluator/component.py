@@ -51,9 +51,12 @@ def EmbeddingEvaluator(  # pylint: disable=invalid-name
   `train_eval_max_examples` > 0 measures train metrics on that many drawings only (a fixed
   sample). `raw_pixels_size` > 0: the raw-pixel mAP floor at that image size.
   """
-  executor.evaluate(examples, model, evaluation, embeddings, blessing, model_name,
-                    baseline_model, min_test_accuracy, min_map, max_accuracy_drop, max_map_drop,
-                    train_eval_max_examples, batch_size, raw_pixels_size, beam_pipeline)
+  executor.evaluate(
+      examples=examples, model=model, evaluation=evaluation, embeddings=embeddings,
+      blessing=blessing, model_name=model_name, baseline_model=baseline_model,
+      min_test_accuracy=min_test_accuracy, min_map=min_map, max_accuracy_drop=max_accuracy_drop,
+      max_map_drop=max_map_drop, train_eval_max_examples=train_eval_max_examples,
+      batch_size=batch_size, raw_pixels_size=raw_pixels_size, beam_pipeline=beam_pipeline)
 
 
 def output_artifacts(root: str) -> Dict[str, list]:
