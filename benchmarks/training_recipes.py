@@ -59,6 +59,9 @@ VARIANTS = {
     # rate, which fc_1's 16,384 inputs at 128x128 add up to a large jump.
     'linear_3e-4_warmup25': ('linear', 3e-4, 0.25, 32, 0.0),
     'linear_1e-3_warmup25': ('linear', 1e-3, 0.25, 32, 0.0),
+    'cosine_3e-4_warmup25': ('cosine', 3e-4, 0.25, 32, 0.0),
+    'linear_6e-4_batch64_warmup25': ('linear', 6e-4, 0.25, 64, 0.0),  # The full profile's.
+    'linear_3e-4_smoothing_warmup25': ('linear', 3e-4, 0.25, 32, 0.1),
 }
 MODEL_NAMES = ('sknet', 'skresnet')
 CURVE_POINTS = 4  # Scores along the way, besides the end.
@@ -123,7 +126,8 @@ class Curve(keras.callbacks.Callback):
     print(f'  {self.points[-1]}', flush=True)
 
 
-def run_variant(name, model_name, images, labels, budget_images, seed, image_size):
+def run_variant(name, model_name, images, labels, budget_images, seed, image_size,
+                policy='float32'):
   schedule, peak, warmup, batch_size, smoothing = VARIANTS[name]
   keras.utils.set_random_seed(seed)
   num_classes = int(labels['train'].max()) + 1
@@ -142,7 +146,13 @@ def run_variant(name, model_name, images, labels, budget_images, seed, image_siz
   curve_rows = np.random.default_rng(0).permutation(len(labels['test']))[:CURVE_TEST_DRAWINGS]
   curve = Curve(recalibration, images['test'][curve_rows], labels['test'][curve_rows],
                 batch_size)
-  model = architectures.build(model_name, num_classes, image_size=image_size)
+  # As the Trainer builds it: variables in float32, the layers computing in `policy`.
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    model = architectures.build(model_name, num_classes, image_size=image_size)
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
   rate = schedules.learning_rate(schedule, peak, steps, round(warmup * steps))
   model.compile(schedules.optimizer('adam', rate),
                 trainer.SmoothedCrossEntropy(num_classes, smoothing),
@@ -153,7 +163,8 @@ def run_variant(name, model_name, images, labels, budget_images, seed, image_siz
   used = batchnorm.recalibrate_batchnorm(model, recalibration, RECALIBRATION_BATCHES)
   result = {'model': model_name, 'variant': name, 'seed': seed, 'schedule': schedule,
             'peak_learning_rate': peak, 'warmup_fraction': warmup, 'batch_size': batch_size,
-            'label_smoothing': smoothing, 'images_seen': steps * batch_size,
+            'label_smoothing': smoothing, 'precision': policy,
+            'images_seen': steps * batch_size,
             **score(embedder_of(model), images['test'], labels['test'], with_map=True),
             'last_learning_rate': schedules.current_rate(model.optimizer),
             'training_seconds': round(seconds, 1),
@@ -203,6 +214,9 @@ def main(argv=None) -> int:
   parser.add_argument('--model', action='append', choices=MODEL_NAMES)
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument('--seeds', default='1', help='comma-separated')
+  parser.add_argument('--precision', default='float32', choices=precision.SETTINGS,
+                      help='as the Trainer\'s setting: auto takes mixed bfloat16 where the CPU '
+                           'has it and it trains faster (default float32, as the studies before)')
   parser.add_argument('--output')
   args = parser.parse_args(argv)
   if args.plot_from:
@@ -225,13 +239,21 @@ def main(argv=None) -> int:
                            plot=args.plot and os.path.basename(args.plot)),
             'categories': categories, 'data_seconds': round(time.time() - start, 1),
             'runs': []}
+  policies = {}
+  for model_name in args.model or ['sknet']:
+    policies[model_name], why = precision.choose(
+        args.precision, lambda size, m=model_name: architectures.build(m, len(categories),
+                                                                       image_size=size),
+        args.image_size, 32, model_name=model_name)
+    print(f'{model_name}: computing in {policies[model_name]} ({why})', flush=True)
+  result['precision'] = policies
   # Interleaved by seed, then variant, then model: a machine that slows down mid-study
   # slows every variant alike.
   for variant_seed in (int(s) for s in args.seeds.split(',')):
     for name in args.variants.split(','):
       for model_name in args.model or ['sknet']:
         result['runs'].append(run_variant(name, model_name, images, labels, args.images,
-                                          variant_seed, args.image_size))
+                                          variant_seed, args.image_size, policies[model_name]))
         if args.output:  # Partial results survive a killed study.
           emit(result, args.output, quiet=True)
   emit(result, args.output)

@@ -75,12 +75,62 @@ def recommendations(run: RunResults) -> List[str]:
     if significant:
       points.append(f'For {job}, use {name}: its lead exceeds the uncertainty of the test set.')
     elif significant is False:
-      points.append(f'For {job}, {name} is ahead within the uncertainty of the test set: no '
-                    'winner on this data' + (f'; {cheaper}: the economical choice until a '
-                                             'difference is shown.' if cheaper else '.'))
+      points.append(f'For {job}, neither model is ahead by more than the uncertainty of the '
+                    f'test set ({name} leads inside its interval)'
+                    + (f'; {cheaper}, which makes it the economical choice until a difference '
+                       'is shown.' if cheaper else '.'))
     else:
       points.append(f'{name} is ahead on {job} (no interval recorded to judge the margin).')
   return points
+
+
+def _mean_speed(model) -> Optional[float]:
+  speeds = model.history.get('images_per_second') or []
+  return sum(speeds) / len(speeds) if speeds else None
+
+
+def residual_design(run: RunResults) -> str:
+  """Whether the residual connections paid off: the residual model's cost (FLOPs, training
+  speed) against what it gained on each job, judged by the 95% intervals."""
+  residual = [m for m in run.models[:2] if m.architecture.get('residual_additions')]
+  plain = [m for m in run.models[:2] if m.architecture.get('residual_additions') == 0]
+  if len(residual) != 1 or len(plain) != 1:
+    return ''
+  res, flat = residual[0], plain[0]
+  costs = []
+  if res.architecture.get('forward_flops') and flat.architecture.get('forward_flops'):
+    costs.append(f'{res.architecture["forward_flops"] / flat.architecture["forward_flops"]:.2f}x '
+                 'the FLOPs per image')
+  speeds = _mean_speed(res), _mean_speed(flat)
+  if all(speeds):
+    costs.append(f'{speeds[0] / speeds[1]:.2f}x the training speed (images/s)')
+  gains = {job: report_findings.lead(run, key) for key, job, _ in JOBS}
+  won = [job for job, (name, significant) in gains.items() if name == res.name and significant]
+  lost = [job for job, (name, significant) in gains.items() if name == flat.name and significant]
+  if None in {significant for _, significant in gains.values()}:
+    return ''
+  cost = f' at {" and ".join(costs)} of {flat.name}' if costs else ''
+  if won:
+    return (f'The residual connections of {res.name} paid off for {" and ".join(won)}{cost}.')
+  return (f'The residual connections of {res.name} did not pay off in this budget: '
+          f'{res.name} ran{cost}, and is better at neither job by more than the uncertainty'
+          + (f'; {flat.name} is better at {" and ".join(lost)}.' if lost else '.'))
+
+
+def distance_choice(run: RunResults) -> str:
+  """What the cosine-against-L2 comparison says about the server's distance, when cosine
+  retrieved measurably better (or worse) for every model."""
+  rows = [report_findings.cosine_against_l2(m) for m in run.models]
+  if not rows or any(row is None or not row.get('excludes_zero') for row in rows):
+    return ''
+  signs = {row['difference'] > 0 for row in rows}
+  if signs != {True}:
+    return ('L2, the distance the search server ranks by, retrieved better than cosine for '
+            'every model.') if signs == {False} else ''
+  return ('The search server ranks by L2, yet cosine distance retrieved better for every '
+          'model (' + ', '.join(f'{m.name} {row["difference"]:+.3f} mAP'
+                                for m, row in zip(run.models, rows))
+          + '): worth adopting once a second training run confirms it.')
 
 
 def scale_statement(run: RunResults) -> str:
@@ -139,8 +189,7 @@ def limits(run: RunResults) -> List[str]:
 
 
 def what_would_change_it(run: RunResults) -> List[str]:
-  """The test size that would resolve a difference inside its interval, and training that
-  had not levelled off."""
+  """The test size at which a difference inside its interval would come out of it."""
   points = []
   paired = run.comparison.get('paired_difference') or {}
   for key, job, percent in JOBS:
@@ -150,23 +199,22 @@ def what_would_change_it(run: RunResults) -> List[str]:
       half = (row['ci95'][1] - row['ci95'][0]) / 2
       needed = row['units'] * (half / abs(row['difference'])) ** 2
       shown = f'{row["difference"] * 100:+.1f} points' if percent else f'{row["difference"]:+.3f}'
-      points.append(f'If the {job} difference seen here ({shown}) is real, a test set of about '
-                    f'{needed:,.0f} drawings ({needed / row["units"]:.1f}x this one) would '
-                    'show it: the paired interval narrows as one over the square root of the '
-                    'test size.')
-  falling = [m.name for m in run.models
-             if len((m.history.get('history') or {}).get('loss') or []) >= 2
-             and m.history['history']['loss'][-1] < 0.99 * m.history['history']['loss'][-2]]
-  if falling:
-    points.append(f'The training loss of {" and ".join(falling)} was still falling when the '
-                  'budget ran out: a longer budget could change the numbers, and the ranking.')
+      points.append(f'If the {job} difference seen here ({shown}) is real, only a test set of '
+                    f'about {needed:,.0f} drawings ({needed / row["units"]:.1f}x this one) would '
+                    'narrow the paired interval enough to exclude 0 (it narrows as one over the '
+                    'square root of the test size), and then about half the time.')
   return points
 
 
 def conclusions(run: RunResults) -> List[str]:
-  """Recommendations, limits, what would change them, and what was pushed."""
-  return (recommendations(run) + limits(run) + what_would_change_it(run)
-          + [report_findings.push_statement(run, thresholds_too=False)])
+  """Recommendations, the residual design and the distance, limits, what would change them,
+  and which models failed their blessing (the pushed ones are in the Deliverables)."""
+  points = recommendations(run) + [text for text in (residual_design(run), distance_choice(run))
+                                   if text]
+  points += limits(run) + what_would_change_it(run)
+  if not all(m.pushed_to for m in run.models):
+    points.append(report_findings.push_statement(run, thresholds_too=False))
+  return points
 
 
 def abstract_numbers(run: RunResults) -> List[str]:
@@ -180,4 +228,30 @@ def abstract_numbers(run: RunResults) -> List[str]:
       text += f' and retrieves at mAP {with_interval(m.metrics, "map")}'
     parts.append(text)
   return parts
+
+
+def abstract_budget(run: RunResults) -> str:
+  """The training the numbers describe: the shared budget, the machine and precision, the
+  epochs reached, for the Abstract."""
+  budgets = {report_recipe.model_budget(m) for m in run.models}
+  if len(budgets) != 1 or not next(iter(budgets)):
+    return ''
+  machine = run.models[0].history.get('machine') or {}
+  where = (f' on a {machine["cpu_count"]}-core {machine["cpu_model"]} CPU'
+           if machine.get('cpu_model') not in (None, '', 'unknown') and machine.get('cpu_count')
+           else '')
+  precisions = {m.history.get('precision') for m in run.models}
+  how = (f' in {precisions.pop().replace("_", " ")}' if len(precisions) == 1
+         and None not in precisions else '')
+  reached = [(m.name, m.history['epochs_reached']) for m in run.models
+             if m.history.get('epochs_reached') is not None]
+  text = f'Both were trained with the same budget, {budgets.pop()}{where}{how}'
+  if reached:
+    text += ', and reached ' + ', '.join(f'{epochs:.2f} epochs ({name})'
+                                         for name, epochs in reached)
+  full_epochs = config_lib.PROFILES['full'].training[config_lib.MODEL_NAMES[0]].epochs
+  if reached and max(epochs for _, epochs in reached) < full_epochs:
+    text += (f' (the `full` profile trains {full_epochs}): the numbers describe this budget, '
+             'not the architectures trained to convergence')
+  return text + '.'
 

@@ -178,7 +178,8 @@ def _comparison(nodes: Dict[str, results.NodeRun],
     from components.model_comparison import executor as comparison_executor  # pylint: disable=g-import-not-at-top
     uri = node.outputs['comparison'][0].uri
     comparison = comparison_executor.read_comparison(uri)
-    comparison_md = _read_text(os.path.join(uri, comparison_executor.COMPARISON_MARKDOWN))
+    # Written again from the JSON, so a past run's report shows today's sign convention.
+    comparison_md = comparison_executor.to_markdown(comparison)
   if len(models) >= 2 and not comparison.get('paired_difference'):
     # A run whose ModelComparison was not given the per-drawing outcomes: the same paired
     # intervals from the Evaluators' own per-query arrays.

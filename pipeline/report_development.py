@@ -61,7 +61,9 @@ def _did(run: RunResults, node, shown_source: str) -> str:
             f'{"blessed" if m.get("blessed") else "not blessed"}')
   if kind == 'ModelComparison' and run.comparison.get('rows'):
     paired = run.comparison.get('paired_difference') or {}
+    floors = sum(1 for row in run.comparison['rows'] if row['metric'].startswith('floors.'))
     return (f'set {len(run.comparison["rows"])} metrics of the two models side by side'
+            + (f' ({floors} of them floors, context rather than a contest)' if floors else '')
             + (f', with paired intervals over {paired["test_drawings"]:,} test drawings'
                if paired.get('test_drawings') else ''))
   if kind == 'Pusher' and model is not None:

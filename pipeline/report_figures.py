@@ -6,7 +6,7 @@ the per-category figures (report_category_figures), retrieval examples and wall 
 figure function returns False when the run recorded nothing to draw.
 """
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -89,25 +89,30 @@ def figure_pr_curves(run: report_data.RunResults, path: str) -> bool:
   return True
 
 
-def retrieval_examples(model: report_data.ModelResults, queries: int = 6,
-                       k: int = 10) -> List[Tuple[int, List[int]]]:
+def retrieval_examples(model: report_data.ModelResults, queries: int = 6, k: int = 10,
+                       order: Sequence[str] = ()) -> List[Tuple[int, List[int]]]:
   """Rows (query index, its k nearest other drawings from the Evaluator's neighbour lists),
-  one query per category: the category's first drawing by id."""
+  one query per category: the category's first drawing by id. With `order` (categories,
+  easiest first), categories evenly spaced from the easiest to the hardest; else the first
+  by name."""
   categories = model.per_query['category']
   ids = model.per_query['id']
-  chosen, seen = [], set()
+  first = {}
   for index in np.argsort(ids, kind='stable'):
-    if categories[index] not in seen:
-      seen.add(categories[index])
-      chosen.append(int(index))
-  chosen = sorted(chosen, key=lambda i: categories[i])[:queries]
+    first.setdefault(categories[index], int(index))
+  ranked = [c for c in order if c in first]
+  if ranked and len(ranked) > queries:
+    picks = sorted({round(i * (len(ranked) - 1) / max(queries - 1, 1)) for i in range(queries)})
+    ranked = [ranked[i] for i in picks]
+  chosen = [first[c] for c in (ranked or sorted(first))[:queries]]
   neighbours = model.per_query['neighbors_l2']
   return [(query, [int(j) for j in neighbours[query][:k] if j >= 0]) for query in chosen]
 
 
 def figure_retrieval(run: report_data.RunResults, model: report_data.ModelResults,
                      path: str) -> bool:
-  rows = retrieval_examples(model)
+  order = report_category_figures.category_order(run.models)
+  rows = retrieval_examples(model, order=order)
   if not rows:
     return False
   ids, categories = model.per_query['id'], model.per_query['category']
@@ -139,7 +144,9 @@ def figure_retrieval(run: report_data.RunResults, model: report_data.ModelResult
         spine.set_edgecolor(colour)
         spine.set_linewidth(width)
   figure.suptitle(f'{model.name}: each query (left) and its {k} nearest test drawings by L2 on '
-                  'fc_1; red = wrong category', fontsize=9)
+                  'fc_1; red = wrong category'
+                  + ('; queries from the easiest category (top) to the hardest' if order else ''),
+                  fontsize=9)
   save(figure, path)
   return True
 

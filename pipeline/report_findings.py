@@ -8,6 +8,8 @@ training budgets, what was pushed and why not. A sentence whose values are missi
 """
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from components.evaluator import confidence
 from pipeline import report_recipe
 from pipeline import report_tables
@@ -43,15 +45,21 @@ def budget(run: RunResults) -> str:
           + (f'; epochs reached: {reached}.' if reached else '.'))
 
 
-def learning_rate_end(model: ModelResults) -> str:
-  """Where the learning rate ended against its peak, from the Trainer's history."""
+def _rate_end(model: ModelResults) -> str:
+  """'ended at 1.50e-05, 5.0% of the peak 3.00e-04', from the Trainer's history."""
   h = model.history
   last, peak = h.get('last_learning_rate'), h.get('peak_learning_rate')
   if last is None or not peak:
     return ''
-  return (f'{model.name}\'s learning rate ended at {report_recipe.rate(last)}, '
-          f'{last / peak:.1%} of its peak {report_recipe.rate(peak)}'
-          + (', the end of its schedule' if last <= 1e-3 * peak else '') + '.')
+  return (f'ended at {report_recipe.rate(last)}, {last / peak:.1%} of the peak '
+          f'{report_recipe.rate(peak)}' + (', the end of the schedule' if last <= 1e-3 * peak
+                                           else ''))
+
+
+def learning_rate_end(model: ModelResults) -> str:
+  """Where the learning rate ended against its peak."""
+  clause = _rate_end(model)
+  return f'{model.name}\'s learning rate {clause}.' if clause else ''
 
 
 def interval_note(run: RunResults) -> str:
@@ -92,13 +100,21 @@ def lead(run: RunResults, key: str) -> Tuple[Optional[str], Optional[bool]]:
 
 
 def _leads(run: RunResults, keys) -> List[str]:
+  """Who is ahead on each secondary metric, and whether the two 95% intervals (when recorded)
+  separate them: a lead inside overlapping intervals is not a finding."""
   points = []
   for key, label in keys:
     better = _better(run, key)
-    if better:
-      points.append(f'{better[0].name} is ahead of {better[1].name} on {label}: '
-                    f'{metric_text(better[0].metrics, key)} against '
-                    f'{metric_text(better[1].metrics, key)}.')
+    if not better:
+      continue
+    ahead, behind = better
+    text = (f'{ahead.name} is ahead of {behind.name} on {label}: '
+            f'{metric_text(ahead.metrics, key)} against {metric_text(behind.metrics, key)}')
+    high, low = ahead.metrics.get(f'{key}_ci95'), behind.metrics.get(f'{key}_ci95')
+    if high and low:
+      text += ('; the intervals do not overlap' if high[0] > low[1] else
+               '; their 95% intervals overlap, so this test set does not show a difference')
+    points.append(text + '.')
   return points
 
 
@@ -107,31 +123,32 @@ def _paired(run: RunResults, key: str) -> List[str]:
 
 
 def classification(run: RunResults) -> List[str]:
-  """Who leads on top-1 and top-5 and whether the lead exceeds its interval."""
-  points = _leads(run, (('test_accuracy', 'test accuracy'),
-                        ('test_top5_accuracy', 'top-5 test accuracy')))
-  points += _paired(run, 'test_accuracy')
-  for m in run.models:
-    chance = m.metrics.get('chance_accuracy')
-    test = m.metrics.get('test_accuracy')
-    if chance and test is not None:
-      points.append(f'{m.name} classifies {test / chance:.1f}x as many test drawings correctly '
-                    f'as chance ({pct(test)} against {pct(chance)}).')
+  """The paired top-1 difference, the top-5 lead against its intervals, chance, the tally."""
+  points = (_paired(run, 'test_accuracy')  # A run without intervals: who is ahead, at least.
+            or _leads(run, (('test_accuracy', 'test accuracy'),)))
+  points += _leads(run, (('test_top5_accuracy', 'top-5 test accuracy'),))
+  above = [(m.name, m.metrics['test_accuracy'] / m.metrics['chance_accuracy'])
+           for m in run.models
+           if m.metrics.get('chance_accuracy') and m.metrics.get('test_accuracy') is not None]
+  if above:
+    chance = run.models[0].metrics['chance_accuracy']
+    points.append(f'Chance is {pct(chance)} (one category in {round(1 / chance)}): '
+                  + ', '.join(f'{name} is right {times:.1f}x as often' for name, times in above)
+                  + '.')
   wins = run.comparison.get('wins') or {}
   if wins and run.comparison.get('models'):
     first, second = run.comparison['models'][:2]
     points.append(f'Over all {sum(wins.values())} compared metrics (ModelComparison, floors '
                   f'excluded), {first} is better on {wins.get(first, 0)}, {second} on '
-                  f'{wins.get(second, 0)}, and {wins.get("tie", 0)} are tied.')
+                  f'{wins.get(second, 0)}, and {wins.get("tie", 0)} are tied; most are '
+                  'per-category values, which move together, so this is a tally, not a test.')
   return points
 
 
 def retrieval(run: RunResults) -> List[str]:
-  """mAP and P@10 leads, the embeddings against the floors, L2 against cosine."""
-  points = _leads(run, (('map', 'retrieval mAP (L2)'),
-                        ('retrieval.l2.precision_at_k.10', 'precision at 10 (L2)'),
-                        ('map_cosine', 'retrieval mAP with cosine distance')))
-  points += _paired(run, 'map')
+  """The paired mAP difference, P@10, the embeddings against the floors, cosine against L2."""
+  points = _paired(run, 'map') or _leads(run, (('map', 'retrieval mAP (L2)'),))
+  points += _leads(run, (('retrieval.l2.precision_at_k.10', 'precision at 10 (L2)'),))
   for m in run.models:
     raw = get_path(m.metrics, 'floors.raw_pixels_map')
     random_map = get_path(m.metrics, 'floors.random_map')
@@ -143,15 +160,79 @@ def retrieval(run: RunResults) -> List[str]:
                  if m.metrics['map'] > raw else
                  f'; raw pixels ({num(raw)}) do as well or better')
       points.append(text + '.')
+  return points + distances(run)
+
+
+def cosine_against_l2(model: ModelResults) -> Optional[dict]:
+  """Cosine minus L2 AP, paired over the model's own queries; None without both arrays."""
+  q = model.per_query or {}
+  if 'ap_cosine' not in q or 'ap_l2' not in q:
+    return None
+  row = confidence.paired_difference(np.asarray(q['ap_cosine'], np.float64),
+                                     np.asarray(q['ap_l2'], np.float64))
+  return row if row['difference'] is not None else None
+
+
+def _signed(value: float) -> str:
+  """'+0.011'; a value that rounds to zero is '+0.000', never '-0.000'."""
+  return f'{round(value, 3) + 0.0:+.3f}'
+
+
+def _judged(row: dict, better: str, worse: str) -> str:
+  """'+0.011 [+0.006, +0.016], cosine better' from a paired difference of better - worse."""
+  text = f'{_signed(row["difference"])} {confidence.format_bounds(row["ci95"], signed=True)}'
+  if not row.get('excludes_zero'):
+    return text + ', no measurable difference'
+  return text + f', {better if row["difference"] > 0 else worse} better'
+
+
+def cosine_model_difference(run: RunResults) -> Optional[dict]:
+  """The two models' mAP difference under cosine distance, paired over the same queries."""
+  if len(run.models) < 2 or not run.comparison.get('models'):
+    return None
+  by_name = {m.name: m for m in run.models}
+  first, second = (by_name.get(n) for n in run.comparison['models'][:2])
+  if first is None or second is None or not all(
+      'ap_cosine' in (m.per_query or {}) for m in (first, second)):
+    return None
+  paired = confidence.paired_difference_intervals(first.per_query, second.per_query,
+                                                  ap_key='ap_cosine')
+  return paired['map'] if paired and paired['map']['difference'] is not None else None
+
+
+def distances(run: RunResults) -> List[str]:
+  """Cosine distance against L2 for each model (paired over its queries) and whether the two
+  models' retrieval verdict holds under cosine; without per-query arrays, the two mAPs."""
+  rows = [(m, cosine_against_l2(m)) for m in run.models]
+  if all(row is not None for _, row in rows) and rows:
+    points = ['Cosine distance (each embedding\'s length ignored) minus L2, mAP paired over the '
+              'same queries: ' + '; '.join(f'{m.name} {_judged(row, "cosine", "L2")}'
+                                           for m, row in rows) + '.']
+    cosine = cosine_model_difference(run)
+    l2 = (run.comparison.get('paired_difference') or {}).get('map') or {}
+    if cosine is not None and l2.get('excludes_zero') is not None:
+      first, second = run.comparison['models'][:2]
+      same = (cosine['excludes_zero'] == l2['excludes_zero'] and
+              (not cosine['excludes_zero'] or (cosine['difference'] > 0) == (l2['difference'] > 0)))
+      points.append(f'Under cosine distance, {first} minus {second} is '
+                    f'{_signed(cosine["difference"])} '
+                    f'{confidence.format_bounds(cosine["ci95"], signed=True)}: '
+                    + ('the same verdict as with L2.' if same else
+                       'not the verdict L2 gives, so which model retrieves better depends on '
+                       'the distance the search uses.'))
+    return points
+  points = []
+  for m in run.models:  # A run without per-query arrays: the two values only.
     l2, cosine = m.metrics.get('map'), m.metrics.get('map_cosine')
-    if l2 is not None and cosine is not None:
-      if abs(l2 - cosine) >= DISTANCE_MAP_TOLERANCE:
-        points.append(f'{m.name}: cosine distance on normalised embeddings gives mAP '
-                      f'{num(cosine)}, {"better" if cosine > l2 else "worse"} than L2 '
-                      f'({num(l2)}).')
-      else:
-        points.append(f'{m.name}: cosine distance gives the same mAP as L2 to within '
-                      f'{DISTANCE_MAP_TOLERANCE} ({num(cosine)} against {num(l2)}).')
+    if l2 is None or cosine is None:
+      continue
+    if abs(l2 - cosine) >= DISTANCE_MAP_TOLERANCE:
+      points.append(f'{m.name}: cosine distance on normalised embeddings gives mAP '
+                    f'{num(cosine)}, {"better" if cosine > l2 else "worse"} than L2 '
+                    f'({num(l2)}).')
+    else:
+      points.append(f'{m.name}: cosine distance gives the same mAP as L2 to within '
+                    f'{DISTANCE_MAP_TOLERANCE} ({num(cosine)} against {num(l2)}).')
   return points
 
 
@@ -177,16 +258,27 @@ def per_category(run: RunResults, categories: Sequence[str] = ()) -> List[str]:
 
 
 def training_behaviour(run: RunResults) -> List[str]:
-  """The train-test gaps, the budget and what it allowed, whether the loss was still falling."""
+  """The train-test gaps, the budget and what it allowed, the loss over the last epochs, where
+  the learning rate ended."""
   points = []
   for m in run.models:
     train, test = m.metrics.get('train_accuracy'), m.metrics.get('test_accuracy')
-    if train is not None and test is not None:
-      gap = train - test
-      side = 'more than' if gap > OVERFITTING_GAP else 'within'
-      points.append(f'{m.name}: train accuracy {pct(train)}, test {pct(test)}, a gap of '
-                    f'{gap * 100:+.1f} points, {side} the {OVERFITTING_GAP * 100:.0f} that this '
-                    'report takes as a sign of overfitting.')
+    if train is None or test is None:
+      continue
+    gap = train - test
+    text = (f'{m.name} recognises {pct(train)} of training drawings and {pct(test)} of the '
+            f'unseen test drawings, a gap of {gap * 100:+.1f} points')
+    reached = m.history.get('epochs_reached')
+    if reached is not None and reached <= 1:
+      text += (f': in {reached:.2f} epochs no training drawing was seen twice, so training '
+               'drawings were nearly as new to it as test drawings')
+    elif gap > OVERFITTING_GAP:
+      text += (f', above the {OVERFITTING_GAP * 100:.0f} points this report reads as '
+               'over-fitting: it fits the drawings it was trained on better than its categories '
+               'in general')
+    else:
+      text += f', below the {OVERFITTING_GAP * 100:.0f} points this report reads as over-fitting'
+    points.append(text + '.')
   shared = budget(run)
   if shared:
     points.append(shared)
@@ -194,18 +286,18 @@ def training_behaviour(run: RunResults) -> List[str]:
     losses = (m.history.get('history') or {}).get('loss') or []
     if len(losses) >= 2 and losses[-2]:
       change = losses[-1] / losses[-2] - 1
-      state = ('still falling' if change < -0.01 else 'flat' if change <= 0.01 else 'rising')
-      points.append(f'{m.name}\'s training loss was {state} over the last epoch '
-                    f'({losses[-2]:.3f} to {losses[-1]:.3f}, {change:+.1%})'
-                    + ('; more training would likely still help.' if state == 'still falling'
-                       else '.'))
+      points.append(f'{m.name}\'s mean training loss went from {losses[-2]:.3f} in epoch '
+                    f'{len(losses) - 1} to {losses[-1]:.3f} in epoch {len(losses)} '
+                    f'({change:+.1%}).')
     if m.history.get('stopped_by_time_budget'):
       reached = m.history.get('epochs_reached')
       points.append(f'{m.name} was stopped by its time budget'
                     + (f' after {reached:.2f} epochs.' if reached is not None else '.'))
-    rate_end = learning_rate_end(m)
-    if rate_end:
-      points.append(rate_end)
+  ends = [_rate_end(m) for m in run.models]
+  if len(ends) == 2 and ends[0] and ends[0] == ends[1]:
+    points.append(f'Both learning rates {ends[0]}.')
+  else:
+    points += [learning_rate_end(m) for m in run.models if learning_rate_end(m)]
   return points
 
 

@@ -212,9 +212,27 @@ def _reached(model: ModelResults) -> str:
   return text
 
 
+def _whole_budget(model: ModelResults) -> bool:
+  """A budget of epochs or images whose every step ran (a time budget says what it allowed)."""
+  b = model.history.get('budget')
+  return (isinstance(b, dict) and b.get('kind') in ('epochs', 'images')
+          and b.get('total_steps') is not None and model.history.get('steps') == b['total_steps'])
+
+
+def _epochs_and_time(model: ModelResults) -> str:
+  """'2.00 epochs over the 1,200 training drawings, in 9.2 min' (each part when recorded)."""
+  h = model.history
+  text = f'{h["epochs_reached"]:.2f} epochs' if h.get('epochs_reached') is not None else ''
+  if text and h.get('training_examples'):
+    text += f' over the {h["training_examples"]:,} training drawings'
+  if h.get('training_seconds'):
+    text += (', in ' if text else 'in ') + f'{h["training_seconds"] / 60:.1f} min'
+  return text
+
+
 def statements(run: RunResults) -> List[str]:
-  """One sentence per model: optimizer, schedule, precision, the budget and what it allowed,
-  and the last learning rate; each clause only when its values were recorded."""
+  """One sentence per model: optimizer, schedule, precision, the budget and what it allowed;
+  each clause only when its values were recorded (where the rate ended: the table and 3.4)."""
   points = []
   for m in run.models:
     h, t = m.history, m.training
@@ -231,14 +249,14 @@ def statements(run: RunResults) -> List[str]:
     text = f'{m.name}: ' + '; '.join(clauses) if clauses else ''
     budget, reached = model_budget(m), _reached(m)
     if budget or reached:
-      allowed = (f'its budget, {budget}, allowed {reached}' if budget and reached else
-                 f'its budget: {budget}' if budget else f'it trained {reached}')
+      if budget and reached and _whole_budget(m):
+        allowed = f'it trained its whole budget, {budget}: {_epochs_and_time(m)}'
+      else:
+        allowed = (f'its budget, {budget}, allowed {reached}' if budget and reached else
+                   f'its budget: {budget}' if budget else f'it trained {reached}')
       if h.get('stopped_by_time_budget'):
         allowed += ' (stopped by the time budget)'
       text = (text + '. ' + allowed[0].upper() + allowed[1:]) if text else f'{m.name}: {allowed}'
-    if h.get('last_learning_rate') is not None:
-      text = ((text + '. ') if text else f'{m.name}: ') + (
-          f'The learning rate ended at {rate(h["last_learning_rate"])}')
     if text:
       points.append(text + '.')
   return points

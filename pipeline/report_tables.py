@@ -207,8 +207,23 @@ def sampling_summarised(manifest: Dict[str, Any]) -> bool:
   return len(manifest.get('categories') or ()) > MANIFEST_ROWS
 
 
+# Settings that only act when another one is on: (setting, the one it depends on).
+_DEPENDS_ON = (('augment_', 'augment'), ('early_stopping_patience', 'validation_percent'))
+# Budget limits that are off at 0 (the budget that ended training is named in 2.4).
+_OFF_AT_ZERO = ('epochs', 'training_images', 'time_budget_minutes')
+
+
+def _applies(key: str, training: Dict[str, Any]) -> bool:
+  if key in _OFF_AT_ZERO and not training.get(key):
+    return False
+  return not any(key.startswith(prefix) and key != switch and not training.get(switch)
+                 for prefix, switch in _DEPENDS_ON)
+
+
 def training_settings(run: report_data.RunResults) -> Table:
-  """Each model's training settings (the Trainer's custom_config), one column per model."""
-  keys = sorted({k for m in run.models for k in m.training} - {'model_name', 'seed'})
+  """Each model's training settings (the Trainer's custom_config), one column per model;
+  settings no model used (augmentation's when it is off, a budget limit at 0) left out."""
+  keys = sorted(k for k in {k for m in run.models for k in m.training} - {'model_name', 'seed'}
+                if any(_applies(k, m.training) for m in run.models))
   rows = [[k.replace('_', ' ')] + [m.training.get(k, '') for m in run.models] for k in keys]
   return Table(['training setting'] + [m.name for m in run.models], _cells(rows))

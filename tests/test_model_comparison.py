@@ -141,6 +141,11 @@ def test_paired_difference_from_the_embeddings(tmp_path):
   assert markdown.index('## Paired difference') < markdown.index('## Every metric')
   row = next(line for line in markdown.splitlines() if line.startswith('| test top-1 accuracy'))
   assert row.endswith('| yes |')
+  # The table of metrics shows the same sign as the paired difference: first minus second.
+  assert '| difference (sknet - skresnet) |' in markdown
+  top1 = next(line for line in markdown.splitlines()
+              if line.startswith('| `classification.test.top1`'))
+  assert top1.split(' | ')[3] == f'{first["test_accuracy"] - second["test_accuracy"]:+.4f}'
 
 
 def test_same_model_twice_has_no_significant_difference():

@@ -108,7 +108,7 @@ def test_statements_carry_the_runs_values():
   accuracy = next(p for p in classification if p.startswith('sknet is ahead of skresnet'))
   assert '80.0%' in accuracy and '70.0%' in accuracy
   training = report_findings.training_behaviour(run)
-  gaps = {name: next(p for p in training if p.startswith(f'{name}: train accuracy'))
+  gaps = {name: next(p for p in training if p.startswith(f'{name} recognises'))
           for name in ('sknet', 'skresnet')}
   assert '+19.0 points' in gaps['sknet'] and '+2.0 points' in gaps['skresnet']
   retrieval = report_findings.retrieval(run)
@@ -132,7 +132,8 @@ def test_conclusions_say_what_test_size_would_resolve_a_difference():
                    in p)
   assert '1,200 drawings (4.0x this one)' in statement
   recommendation = report_conclusions.recommendations(run)[0]
-  assert recommendation.startswith('For classification, sknet is ahead within')
+  assert recommendation == ('For classification, neither model is ahead by more than the '
+                            'uncertainty of the test set (sknet leads inside its interval).')
   # With the exported models read, the cheaper one is named, by their FLOPs.
   run.models[0].architecture = {'forward_flops': 8e9}
   run.models[1].architecture = {'forward_flops': 4e9}
@@ -242,6 +243,15 @@ def test_retrieval_examples_take_one_query_per_category_and_its_recorded_neighbo
       'neighbors_l2': np.array([[3, 1, 2], [2, 0, 3], [1, 3, 0], [0, -1, -1]])}, '')
   # The first drawing by id of each category, categories in order; -1 pads are dropped.
   assert report_figures.retrieval_examples(model, queries=2, k=2) == [(2, [1, 3]), (3, [0])]
+  # With the categories ranked (easiest first), the queries follow the ranking.
+  assert report_figures.retrieval_examples(model, queries=2, k=1, order=['b', 'a']) == [
+      (3, [0]), (2, [1])]
+  spread = report_data.ModelResults('m', {}, {}, {}, {
+      'category': np.array(list('abcdefg')), 'id': np.array(list('abcdefg')),
+      'neighbors_l2': np.zeros((7, 1), dtype=int)}, '')
+  # Three of seven: the easiest, the middle one and the hardest.
+  assert [q for q, _ in report_figures.retrieval_examples(spread, queries=3, k=1,
+                                                          order=list('gfedcba'))] == [6, 3, 0]
 
 
 def test_run_summary_shows_the_intervals_and_tolerates_older_metrics():

@@ -87,11 +87,11 @@ def test_the_budget_and_schedule_in_words_whatever_ends_training():
   for fact in ('SGD with Nesterov momentum 0.9', 'from the peak 1.00e-03, linear decay to zero',
                'mixed_bfloat16', '35 minutes (at most 62,500 steps)',
                '2,833 steps on 90,656 drawings (0.91 epochs) in 35.0 min',
-               'stopped by the time budget', 'ended at 0.00e+00'):
+               'stopped by the time budget'):
     assert fact in sentence, fact
   assert report_recipe.statements(small_run(trained_model('skresnet', {}))) == []
   ending = report_findings.training_behaviour(small_run(ran))
-  assert 'sknet\'s learning rate ended at 0.00e+00, 0.0% of its peak 1.00e-03, the end of its ' \
+  assert 'sknet\'s learning rate ended at 0.00e+00, 0.0% of the peak 1.00e-03, the end of the ' \
          'schedule.' in ending
   # The conclusions' scale: the budget as asked when the history has no epochs reached.
   images = small_run(trained_model('sknet', {'epochs': 0, 'training_images': 2000}))
@@ -103,12 +103,11 @@ def test_training_behaviour_reads_the_loss_curve():
   flat = trained_model('skresnet', {'epochs': 2}, history={'loss': [1.0, 0.999]},
                        epochs_reached=2.0, stopped_by_time_budget=True)
   points = report_findings.training_behaviour(small_run(falling, flat))
-  assert any(p.startswith('sknet\'s training loss was still falling') and '-20.0%' in p
-             for p in points)
-  assert any(p.startswith('skresnet\'s training loss was flat') for p in points)
+  assert ('sknet\'s mean training loss went from 1.000 in epoch 1 to 0.800 in epoch 2 (-20.0%).'
+          in points)
+  assert ('skresnet\'s mean training loss went from 1.000 in epoch 1 to 0.999 in epoch 2 '
+          '(-0.1%).' in points)
   assert any('skresnet was stopped by its time budget after 2.00 epochs' in p for p in points)
-  change = report_conclusions.what_would_change_it(small_run(falling, flat))
-  assert any('sknet' in p and 'skresnet' not in p for p in change)
 
 
 def test_the_scale_statement_follows_the_full_profile():

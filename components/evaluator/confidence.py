@@ -51,7 +51,7 @@ def excludes_zero(interval: Interval) -> Optional[bool]:
   return None if interval is None else bool(interval[0] > 0 or interval[1] < 0)
 
 
-def _difference(first: np.ndarray, second: np.ndarray) -> Dict:
+def paired_difference(first: np.ndarray, second: np.ndarray) -> Dict:
   """Mean of first - second over the units where both are defined, with its interval."""
   both = ~np.isnan(first) & ~np.isnan(second)
   differences = first[both] - second[both]
@@ -63,8 +63,10 @@ def _difference(first: np.ndarray, second: np.ndarray) -> Dict:
 
 
 def paired_difference_intervals(first_per_query: Mapping[str, np.ndarray],
-                                second_per_query: Mapping[str, np.ndarray]) -> Optional[Dict]:
-  """Test accuracy and mAP (L2) of the first model minus the second's, with paired intervals.
+                                second_per_query: Mapping[str, np.ndarray],
+                                ap_key: str = 'ap_l2') -> Optional[Dict]:
+  """Test accuracy and mAP (L2, or the per-query AP `ap_key`) of the first model minus the
+  second's, with paired intervals.
 
   Arguments are `components.evaluator.outputs.load_per_query` dicts ('id', 'category', 'predicted',
   'ap_l2'). Both models saw the same test drawings, so drawing i's outcome under one model is
@@ -89,10 +91,10 @@ def paired_difference_intervals(first_per_query: Mapping[str, np.ndarray],
       **method(),
       'difference_of': 'first - second',
       'test_drawings': int(len(first_ids)),
-      'test_accuracy': _difference(correct(first_per_query, first_order),
+      'test_accuracy': paired_difference(correct(first_per_query, first_order),
                                    correct(second_per_query, second_order)),
-      'map': _difference(np.asarray(first_per_query['ap_l2'], np.float64)[first_order],
-                         np.asarray(second_per_query['ap_l2'], np.float64)[second_order]),
+      'map': paired_difference(np.asarray(first_per_query[ap_key], np.float64)[first_order],
+                               np.asarray(second_per_query[ap_key], np.float64)[second_order]),
   }
 
 

@@ -123,12 +123,15 @@ def _cell(value: Optional[float], signed: bool = False) -> str:
 
 
 def _table(rows: List[Dict], names: List[str]) -> List[str]:
-  lines = [f'| metric | {names[0]} | {names[1]} | difference ({names[1]} - {names[0]}) | better |',
+  # First minus second, as the paired difference shows it (the rows' `difference` is the
+  # reverse, kept for schema 1 readers).
+  lines = [f'| metric | {names[0]} | {names[1]} | difference ({names[0]} - {names[1]}) | better |',
            '| --- | ---: | ---: | ---: | --- |']
   for row in rows:
-    lines.append(f"| `{row['metric']}` | {_cell(row['values'][names[0]])} | "
-                 f"{_cell(row['values'][names[1]])} | {_cell(row['difference'], True)} | "
-                 f"{row['better'] or ''} |")
+    first, second = row['values'][names[0]], row['values'][names[1]]
+    difference = None if first is None or second is None else first - second
+    lines.append(f"| `{row['metric']}` | {_cell(first)} | {_cell(second)} | "
+                 f"{_cell(difference, True)} | {row['better'] or ''} |")
   return lines
 
 
