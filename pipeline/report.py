@@ -41,7 +41,8 @@ def write_report(run: report_data.RunResults, out_dir: str,
   browser = report_pdf.browser() if pdf else None
   state = {'file': REPORT_PDF, 'printed': bool(browser),
            'how': report_pdf.how_to_print(REPORT_HTML, REPORT_PDF),
-           'problem': '' if browser else 'Chromium was not found'}
+           'problem': ('' if browser else 'Chromium was not found' if pdf else
+                       'no PDF was asked for')}
   md_path, html_path = _write(run, figures, out_dir, state)
   pdf_path = os.path.join(out_dir, REPORT_PDF)
   if browser:

@@ -104,14 +104,18 @@ def residual_design(run: RunResults) -> str:
   speeds = _mean_speed(res), _mean_speed(flat)
   if all(speeds):
     costs.append(f'{speeds[0] / speeds[1]:.2f}x the training speed (images/s)')
+  if any(m.metrics.get(key) is None for key, _, _ in JOBS for m in (res, flat)):
+    return ''
+  # lead() is (None, None) for equal values: a tie, no lead.
   gains = {job: report_findings.lead(run, key) for key, job, _ in JOBS}
+  if any(name is not None and significant is None for name, significant in gains.values()):
+    return ''  # A lead without an interval to judge it.
   won = [job for job, (name, significant) in gains.items() if name == res.name and significant]
   lost = [job for job, (name, significant) in gains.items() if name == flat.name and significant]
-  if None in {significant for _, significant in gains.values()}:
-    return ''
   cost = f' at {" and ".join(costs)} of {flat.name}' if costs else ''
   if won:
-    return (f'The residual connections of {res.name} paid off for {" and ".join(won)}{cost}.')
+    return (f'The residual connections of {res.name} paid off for {" and ".join(won)}{cost}'
+            + (f'; {flat.name} is better at {" and ".join(lost)}.' if lost else '.'))
   return (f'The residual connections of {res.name} did not pay off in this budget: '
           f'{res.name} ran{cost}, and is better at neither job by more than the uncertainty'
           + (f'; {flat.name} is better at {" and ".join(lost)}.' if lost else '.'))
@@ -199,10 +203,17 @@ def what_would_change_it(run: RunResults) -> List[str]:
       half = (row['ci95'][1] - row['ci95'][0]) / 2
       needed = row['units'] * (half / abs(row['difference'])) ** 2
       shown = f'{row["difference"] * 100:+.1f} points' if percent else f'{row["difference"]:+.3f}'
-      points.append(f'If the {job} difference seen here ({shown}) is real, only a test set of '
-                    f'about {needed:,.0f} drawings ({needed / row["units"]:.1f}x this one) would '
-                    'narrow the paired interval enough to exclude 0 (it narrows as one over the '
-                    'square root of the test size), and then about half the time.')
+      # At `needed` the interval's half-width equals the difference: a true difference of
+      # this size then comes out of it half the time; (1.96 + 0.84)^2 / 1.96^2 = 2.04x that
+      # test size gives it 80%.
+      points.append(f'If the {job} difference seen here ({shown}) is the true one, a test set '
+                    f'of about {needed:,.0f} drawings ({needed / row["units"]:.1f}x this one) '
+                    'would make the paired interval about as narrow as the difference, so that '
+                    f'it would exclude 0 about half the time, and about {2.04 * needed:,.0f} '
+                    'would do so 80% of the time (the interval narrows as one over the square '
+                    'root of the test size'
+                    + ('; roughly, for mAP, whose gallery grows with the test set' if not percent
+                       else '') + ').')
   return points
 
 
@@ -245,13 +256,15 @@ def abstract_budget(run: RunResults) -> str:
          and None not in precisions else '')
   reached = [(m.name, m.history['epochs_reached']) for m in run.models
              if m.history.get('epochs_reached') is not None]
-  text = f'Both were trained with the same budget, {budgets.pop()}{where}{how}'
+  text = ('Both were trained with the same budget, ' if len(run.models) > 1 else
+          'It was trained with a budget of ') + f'{budgets.pop()}{where}{how}'
   if reached:
-    text += ', and reached ' + ', '.join(f'{epochs:.2f} epochs ({name})'
-                                         for name, epochs in reached)
+    text += ', and reached ' + ' and '.join(
+        f'{epochs:.2f} epochs' + (f' ({name})' if len(reached) > 1 else '')
+        for name, epochs in reached)
   full_epochs = config_lib.PROFILES['full'].training[config_lib.MODEL_NAMES[0]].epochs
   if reached and max(epochs for _, epochs in reached) < full_epochs:
-    text += (f' (the `full` profile trains {full_epochs}): the numbers describe this budget, '
-             'not the architectures trained to convergence')
+    text += (f', where the `full` profile trains {full_epochs} epochs: the numbers describe '
+             'this budget, not the architectures trained to convergence')
   return text + '.'
 

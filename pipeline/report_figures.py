@@ -113,6 +113,7 @@ def figure_retrieval(run: report_data.RunResults, model: report_data.ModelResult
                      path: str) -> bool:
   order = report_category_figures.category_order(run.models)
   rows = retrieval_examples(model, order=order)
+  ranked = bool(set(order) & set(model.per_query['category'].tolist()))
   if not rows:
     return False
   ids, categories = model.per_query['id'], model.per_query['category']
@@ -145,7 +146,8 @@ def figure_retrieval(run: report_data.RunResults, model: report_data.ModelResult
         spine.set_linewidth(width)
   figure.suptitle(f'{model.name}: each query (left) and its {k} nearest test drawings by L2 on '
                   'fc_1; red = wrong category'
-                  + ('; queries from the easiest category (top) to the hardest' if order else ''),
+                  + ('; queries from the easiest category (top) to the hardest' if ranked
+                     else ''),
                   fontsize=9)
   save(figure, path)
   return True

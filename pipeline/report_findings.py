@@ -112,8 +112,13 @@ def _leads(run: RunResults, keys) -> List[str]:
             f'{metric_text(ahead.metrics, key)} against {metric_text(behind.metrics, key)}')
     high, low = ahead.metrics.get(f'{key}_ci95'), behind.metrics.get(f'{key}_ci95')
     if high and low:
-      text += ('; the intervals do not overlap' if high[0] > low[1] else
-               '; their 95% intervals overlap, so this test set does not show a difference')
+      # Separate intervals of paired outcomes: apart they show a difference; overlapping they
+      # settle nothing (a paired interval can still exclude 0).
+      text += ('; their separate 95% intervals do not even overlap' if high[0] > low[1] else
+               '; their separate 95% intervals overlap, which does not settle it (no paired '
+               'interval is computed for this metric)')
+    else:
+      text += ' (no interval recorded)'
     points.append(text + '.')
   return points
 
@@ -131,7 +136,8 @@ def classification(run: RunResults) -> List[str]:
            for m in run.models
            if m.metrics.get('chance_accuracy') and m.metrics.get('test_accuracy') is not None]
   if above:
-    chance = run.models[0].metrics['chance_accuracy']
+    chance = next(m.metrics['chance_accuracy'] for m in run.models
+                  if m.metrics.get('chance_accuracy'))
     points.append(f'Chance is {pct(chance)} (one category in {round(1 / chance)}): '
                   + ', '.join(f'{name} is right {times:.1f}x as often' for name, times in above)
                   + '.')
@@ -200,6 +206,25 @@ def cosine_model_difference(run: RunResults) -> Optional[dict]:
   return paired['map'] if paired and paired['map']['difference'] is not None else None
 
 
+def _verdict_under_cosine(cosine: dict, l2: dict, first: str, second: str) -> str:
+  """How the models' retrieval verdict under cosine compares with L2's. Only two intervals
+  that exclude 0 on opposite sides reverse it; an interval that includes 0 separates nothing."""
+  def leader(row):
+    return first if row['difference'] > 0 else second
+  if cosine['excludes_zero'] and l2['excludes_zero']:
+    if leader(cosine) == leader(l2):
+      return 'the same verdict as with L2.'
+    return ('the opposite of L2\'s verdict, so which model retrieves better depends on the '
+            'distance the search uses.')
+  if l2['excludes_zero']:
+    return (f'the same direction as with L2, but under cosine this test set does not separate '
+            f'the models ({leader(l2)}\'s lead under L2 exceeds its interval).')
+  if cosine['excludes_zero']:
+    return (f'{leader(cosine)} is ahead by more than the uncertainty under cosine, though not '
+            'under L2.')
+  return 'neither distance separates the models on this test set.'
+
+
 def distances(run: RunResults) -> List[str]:
   """Cosine distance against L2 for each model (paired over its queries) and whether the two
   models' retrieval verdict holds under cosine; without per-query arrays, the two mAPs."""
@@ -210,16 +235,13 @@ def distances(run: RunResults) -> List[str]:
                                            for m, row in rows) + '.']
     cosine = cosine_model_difference(run)
     l2 = (run.comparison.get('paired_difference') or {}).get('map') or {}
-    if cosine is not None and l2.get('excludes_zero') is not None:
+    if (cosine is not None and cosine.get('excludes_zero') is not None
+        and l2.get('excludes_zero') is not None):
       first, second = run.comparison['models'][:2]
-      same = (cosine['excludes_zero'] == l2['excludes_zero'] and
-              (not cosine['excludes_zero'] or (cosine['difference'] > 0) == (l2['difference'] > 0)))
       points.append(f'Under cosine distance, {first} minus {second} is '
                     f'{_signed(cosine["difference"])} '
                     f'{confidence.format_bounds(cosine["ci95"], signed=True)}: '
-                    + ('the same verdict as with L2.' if same else
-                       'not the verdict L2 gives, so which model retrieves better depends on '
-                       'the distance the search uses.'))
+                    + _verdict_under_cosine(cosine, l2, first, second))
     return points
   points = []
   for m in run.models:  # A run without per-query arrays: the two values only.
@@ -271,7 +293,9 @@ def training_behaviour(run: RunResults) -> List[str]:
     reached = m.history.get('epochs_reached')
     if reached is not None and reached <= 1:
       text += (f': in {reached:.2f} epochs no training drawing was seen twice, so training '
-               'drawings were nearly as new to it as test drawings')
+               'drawings were nearly as new to it as test drawings' if gap <= OVERFITTING_GAP
+               else f', more than {OVERFITTING_GAP * 100:.0f} points although in {reached:.2f} '
+               'epochs no training drawing was seen twice: not memorisation')
     elif gap > OVERFITTING_GAP:
       text += (f', above the {OVERFITTING_GAP * 100:.0f} points this report reads as '
                'over-fitting: it fits the drawings it was trained on better than its categories '

@@ -249,7 +249,7 @@ def statements(run: RunResults) -> List[str]:
     text = f'{m.name}: ' + '; '.join(clauses) if clauses else ''
     budget, reached = model_budget(m), _reached(m)
     if budget or reached:
-      if budget and reached and _whole_budget(m):
+      if budget and reached and _whole_budget(m) and _epochs_and_time(m):
         allowed = f'it trained its whole budget, {budget}: {_epochs_and_time(m)}'
       else:
         allowed = (f'its budget, {budget}, allowed {reached}' if budget and reached else

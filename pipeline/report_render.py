@@ -6,6 +6,7 @@ renders the same Markdown, every figure embedded as a data URI, into templates/r
 a page that stands alone and prints to PDF without splitting its figures.
 """
 import base64
+import datetime
 import os
 import re
 import time
@@ -91,6 +92,14 @@ def _introduction(run: RunResults) -> Dict[str, Any]:
                     if m.architecture.get('rows') and not m.architecture['residual_additions']]}
 
 
+def _started(run_id: str) -> str:
+  """'2026-12-07 13:48:35' from a local run's id (an ISO time); '' for other ids."""
+  try:
+    return datetime.datetime.fromisoformat(run_id).strftime('%Y-%m-%d %H:%M:%S')
+  except ValueError:
+    return ''
+
+
 def context(run: RunResults, pdf: Dict[str, Any] = None) -> Dict[str, Any]:
   """What the Markdown template reads, but the figures; `pdf` says whether a PDF is printed
   beside the page (report_pdf) and how to print one."""
@@ -109,7 +118,7 @@ def context(run: RunResults, pdf: Dict[str, Any] = None) -> Dict[str, Any]:
       'abstract': {'numbers': report_conclusions.abstract_numbers(run),
                    'budget': report_conclusions.abstract_budget(run),
                    'verdict': report_conclusions.verdict(run)},
-      'started': run.run_id.split('.')[0].replace('T', ' '),
+      'started': _started(run.run_id),
       'intro': _introduction(run), 'interval_note': interval_note,
       'activity': report_development.activity(run, source),
       'executions': report_development.components_count(run),

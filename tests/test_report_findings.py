@@ -2,6 +2,7 @@
 cosine against L2 paired over the same queries, whether the residual design paid off, the
 Abstract's budget and the settings that applied."""
 import numpy as np
+import pytest
 
 from pipeline import report_conclusions
 from pipeline import report_findings
@@ -34,10 +35,15 @@ def test_a_lead_inside_overlapping_intervals_is_not_a_finding():
   points = report_findings.classification(small_run(first, second))
   top5, = [p for p in points if 'top-5' in p]
   assert top5.startswith('sknet is ahead of skresnet on top-5 test accuracy: 99.0% against 97.7%')
-  assert 'overlap, so this test set does not show a difference' in top5
+  assert 'separate 95% intervals overlap, which does not settle it' in top5
   second.metrics['test_top5_accuracy_ci95'] = [0.960, 0.970]
   top5, = [p for p in report_findings.classification(small_run(first, second)) if 'top-5' in p]
-  assert 'the intervals do not overlap' in top5
+  assert 'separate 95% intervals do not even overlap' in top5
+  # P@10 has no interval: said so, not passed off as a finding.
+  first.metrics['retrieval'] = {'l2': {'precision_at_k': {'10': 0.61}}}
+  second.metrics['retrieval'] = {'l2': {'precision_at_k': {'10': 0.59}}}
+  p10, = [p for p in report_findings.retrieval(small_run(first, second)) if 'precision at 10' in p]
+  assert p10.endswith('0.610 against 0.590 (no interval recorded).')
   # Chance once, for both models: 0.74 / (1/3) and 0.75 / (1/3).
   chance, = [p for p in points if p.startswith('Chance')]
   assert 'sknet is right 2.2x as often, skresnet is right 2.2x as often' in chance
@@ -58,14 +64,36 @@ def test_cosine_against_l2_is_paired_over_each_models_queries():
   assert 'skresnet +0.000 [' in points[0] and 'no measurable difference' in points[0]
   assert points[1].startswith('Under cosine distance, sknet minus skresnet is +0.090')
   assert points[1].endswith('the same verdict as with L2.')
-  # Cosine for the same model everywhere: the verdict between models is gone.
+  # Under cosine the two models' APs are about the same: an interval that includes 0
+  # separates nothing, and reverses nothing.
   second.per_query = _per_query(l2 - 0.04, l2 + 0.05 + rng.normal(0, 0.01, 300))
   verdict = report_findings.distances(run)[1]
-  assert 'depends on the distance the search uses' in verdict
+  assert verdict.endswith('the same direction as with L2, but under cosine this test set does '
+                          'not separate the models (sknet\'s lead under L2 exceeds its interval).')
+  # Cosine clearly the other way round: the verdict depends on the distance.
+  second.per_query = _per_query(l2 - 0.04, l2 + 0.1 + rng.normal(0, 0.01, 300))
+  assert report_findings.distances(run)[1].endswith('depends on the distance the search uses.')
+  # L2 does not separate them, cosine does.
+  run.comparison = _comparison(_paired(-0.01, -0.04, 0.02), _paired(0.01, -0.01, 0.03))
+  assert report_findings.distances(run)[1].endswith(
+      'skresnet is ahead by more than the uncertainty under cosine, though not under L2.')
+  # Queries without relevant drawings (NaN AP) are left out of the pairs.
+  with_nan = np.where(np.arange(300) < 30, np.nan, l2)
+  first.per_query = _per_query(with_nan, with_nan + 0.05)
+  row = report_findings.cosine_against_l2(first)
+  assert row['units'] == 270 and row['difference'] == pytest.approx(0.05)
   # Cosine better for both models: the Conclusions suggest it for the server.
   assert 'yet cosine distance retrieved better for every model' in (
       report_conclusions.distance_choice(run))
   second.per_query = _per_query(l2, l2)
+  assert report_conclusions.distance_choice(run) == ''
+  # A run whose Evaluators wrote no cosine AP per query: the two mAPs, and no advice.
+  for m in (first, second):
+    m.per_query = {k: v for k, v in m.per_query.items() if k != 'ap_cosine'}
+  first.metrics['map_cosine'], second.metrics['map_cosine'] = 0.52, 0.461
+  assert report_findings.distances(run) == [
+      'sknet: cosine distance on normalised embeddings gives mAP 0.520, better than L2 (0.500).',
+      'skresnet: cosine distance gives the same mAP as L2 to within 0.005 (0.461 against 0.460).']
   assert report_conclusions.distance_choice(run) == ''
 
 
@@ -85,6 +113,15 @@ def test_whether_the_residual_design_paid_off():
   run.comparison = _comparison(_paired(-0.05, -0.08, -0.02), _paired(0.0, -0.01, 0.01))
   assert report_conclusions.residual_design(run).startswith(
       'The residual connections of skresnet paid off for classification at 1.50x')
+  # Mixed: each model better at one job; both are said.
+  run.comparison = _comparison(_paired(-0.05, -0.08, -0.02), _paired(0.024, 0.018, 0.031))
+  assert report_conclusions.residual_design(run).endswith(
+      'paid off for classification at 1.50x the FLOPs per image and 0.75x the training speed '
+      '(images/s) of sknet; sknet is better at similarity search.')
+  # An exact tie on one job is no lead, not a reason to say nothing.
+  residual.metrics['test_accuracy'] = plain.metrics['test_accuracy']
+  run.comparison = _comparison(_paired(0.0, -0.03, 0.03), _paired(0.024, 0.018, 0.031))
+  assert 'did not pay off' in report_conclusions.residual_design(run)
   residual.architecture = {}
   assert report_conclusions.residual_design(run) == ''
 
@@ -99,9 +136,13 @@ def test_the_abstract_names_the_budget_the_machine_and_the_epochs():
                     epochs_reached=0.665))
   assert report_conclusions.abstract_budget(run) == (
       'Both were trained with the same budget, 35 minutes (at most 62,500 steps) on a 2-core AMD '
-      'EPYC CPU in mixed bfloat16, and reached 0.91 epochs (sknet), 0.67 epochs (skresnet) (the '
-      '`full` profile trains 30): the numbers describe this budget, not the architectures '
-      'trained to convergence.')
+      'EPYC CPU in mixed bfloat16, and reached 0.91 epochs (sknet) and 0.67 epochs (skresnet), '
+      'where the `full` profile trains 30 epochs: the numbers describe this budget, not the '
+      'architectures trained to convergence.')
+  one = small_run(run.models[0])
+  assert report_conclusions.abstract_budget(one).startswith(
+      'It was trained with a budget of 35 minutes (at most 62,500 steps) on a 2-core AMD EPYC CPU '
+      'in mixed bfloat16, and reached 0.91 epochs, where')
   other = dict(budget, value=20.0)
   run.models[1].history['budget'] = other
   assert report_conclusions.abstract_budget(run) == ''
@@ -131,3 +172,12 @@ def test_the_train_test_gap_is_read_against_the_epochs_reached():
       points[1])
   over.metrics['train_accuracy'] = 0.80
   assert 'below the 10 points' in report_findings.training_behaviour(small_run(under, over))[1]
+  # A large gap under one epoch is not explained away as drawings seen again.
+  under.metrics['train_accuracy'] = 0.62
+  assert ('more than 10 points although in 0.91 epochs no training drawing was seen twice: not '
+          'memorisation' in report_findings.training_behaviour(small_run(under, over))[0])
+  # One model: no 'both'.
+  alone = trained_model('sknet', {}, last_learning_rate=0.0, peak_learning_rate=3e-4)
+  assert report_findings.training_behaviour(small_run(alone))[-1] == (
+      'sknet\'s learning rate ended at 0.00e+00, 0.0% of the peak 3.00e-04, the end of the '
+      'schedule.')

@@ -97,8 +97,8 @@ def test_each_section_holds_the_runs_numbers(scheme_report):
   assert h['steps'] == h['budget']['total_steps']
   for fact in ('Adam', f'first {h["warmup_fraction"]:.0%} of the budget',
                f'peak {h["peak_learning_rate"]:.2e}', 'linear decay to zero', h['precision'],
-               f'trained its whole budget, {h["budget"]["value"]} images ({h["steps"]} steps): '
-               f'{h["epochs_reached"]:.2f} epochs'):
+               f'trained its whole budget, {h["budget"]["value"]:,} images ({h["steps"]:,} '
+               f'steps): {h["epochs_reached"]:.2f} epochs'):
     assert fact in recipe, fact
   per_category = fixtures.section(markdown, '### 3.3')
   worst = min(first['retrieval']['l2']['per_category_ap'].items(), key=lambda kv: kv[1])
