@@ -116,9 +116,12 @@ def residual_design(run: RunResults) -> str:
   if won:
     return (f'The residual connections of {res.name} paid off for {" and ".join(won)}{cost}'
             + (f'; {flat.name} is better at {" and ".join(lost)}.' if lost else '.'))
+  if lost:
+    return (f'The residual connections of {res.name} did not pay off in this budget: '
+            f'{res.name} ran{cost}, and {flat.name} is better at {" and ".join(lost)} by more '
+            'than the uncertainty.')
   return (f'The residual connections of {res.name} did not pay off in this budget: '
-          f'{res.name} ran{cost}, and is better at neither job by more than the uncertainty'
-          + (f'; {flat.name} is better at {" and ".join(lost)}.' if lost else '.'))
+          f'{res.name} ran{cost}, and is better at neither job by more than the uncertainty.')
 
 
 def distance_choice(run: RunResults) -> str:

@@ -313,7 +313,11 @@ def training_behaviour(run: RunResults) -> List[str]:
       points.append(f'{m.name}\'s mean training loss went from {losses[-2]:.3f} in epoch '
                     f'{len(losses) - 1} to {losses[-1]:.3f} in epoch {len(losses)} '
                     f'({change:+.1%}).')
-    if m.history.get('stopped_by_time_budget'):
+  stopped = [m for m in run.models if m.history.get('stopped_by_time_budget')]
+  if len(stopped) == len(run.models) > 1:
+    points.append('Both were stopped by the time budget, before their epoch or step limits.')
+  else:
+    for m in stopped:
       reached = m.history.get('epochs_reached')
       points.append(f'{m.name} was stopped by its time budget'
                     + (f' after {reached:.2f} epochs.' if reached is not None else '.'))

@@ -108,8 +108,8 @@ def test_whether_the_residual_design_paid_off():
   text = report_conclusions.residual_design(run)
   assert text == ('The residual connections of skresnet did not pay off in this budget: skresnet '
                   'ran at 1.50x the FLOPs per image and 0.75x the training speed (images/s) of '
-                  'sknet, and is better at neither job by more than the uncertainty; sknet is '
-                  'better at similarity search.')
+                  'sknet, and sknet is better at similarity search by more than the '
+                  'uncertainty.')
   run.comparison = _comparison(_paired(-0.05, -0.08, -0.02), _paired(0.0, -0.01, 0.01))
   assert report_conclusions.residual_design(run).startswith(
       'The residual connections of skresnet paid off for classification at 1.50x')
@@ -122,6 +122,9 @@ def test_whether_the_residual_design_paid_off():
   residual.metrics['test_accuracy'] = plain.metrics['test_accuracy']
   run.comparison = _comparison(_paired(0.0, -0.03, 0.03), _paired(0.024, 0.018, 0.031))
   assert 'did not pay off' in report_conclusions.residual_design(run)
+  run.comparison = _comparison(_paired(0.0, -0.03, 0.03), _paired(0.0, -0.01, 0.01))
+  assert report_conclusions.residual_design(run).endswith(
+      'and is better at neither job by more than the uncertainty.')
   residual.architecture = {}
   assert report_conclusions.residual_design(run) == ''
 
