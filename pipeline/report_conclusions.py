@@ -9,6 +9,7 @@ import dataclasses
 from typing import List, Optional
 
 from pipeline import config as config_lib
+from pipeline import report_distances
 from pipeline import report_findings
 from pipeline import report_recipe
 from pipeline.report_data import RunResults
@@ -127,7 +128,7 @@ def residual_design(run: RunResults) -> str:
 def distance_choice(run: RunResults) -> str:
   """What the cosine-against-L2 comparison says about the server's distance, when cosine
   retrieved measurably better (or worse) for every model."""
-  rows = [report_findings.cosine_against_l2(m) for m in run.models]
+  rows = [report_distances.cosine_against_l2(m) for m in run.models]
   if not rows or any(row is None or not row.get('excludes_zero') for row in rows):
     return ''
   signs = {row['difference'] > 0 for row in rows}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline import report_conclusions
+from pipeline import report_distances
 from pipeline import report_findings
 from pipeline import report_tables
 from tests.report_fixtures import scored_model, small_run, trained_model
@@ -58,7 +59,7 @@ def test_cosine_against_l2_is_paired_over_each_models_queries():
   # L2 says sknet retrieves better (+0.04); under cosine sknet leads by about 0.09.
   run = small_run(first, second)
   run.comparison = _comparison(_paired(-0.01, -0.04, 0.02), _paired(0.04, 0.03, 0.05))
-  points = report_findings.distances(run)
+  points = report_distances.distances(run)
   assert points[0].startswith('Cosine distance (each embedding\'s length ignored) minus L2')
   assert 'sknet +0.050 [' in points[0] and '], cosine better' in points[0]
   assert 'skresnet +0.000 [' in points[0] and 'no measurable difference' in points[0]
@@ -67,20 +68,20 @@ def test_cosine_against_l2_is_paired_over_each_models_queries():
   # Under cosine the two models' APs are about the same: an interval that includes 0
   # separates nothing, and reverses nothing.
   second.per_query = _per_query(l2 - 0.04, l2 + 0.05 + rng.normal(0, 0.01, 300))
-  verdict = report_findings.distances(run)[1]
+  verdict = report_distances.distances(run)[1]
   assert verdict.endswith('the same direction as with L2, but under cosine this test set does '
                           'not separate the models (sknet\'s lead under L2 exceeds its interval).')
   # Cosine clearly the other way round: the verdict depends on the distance.
   second.per_query = _per_query(l2 - 0.04, l2 + 0.1 + rng.normal(0, 0.01, 300))
-  assert report_findings.distances(run)[1].endswith('depends on the distance the search uses.')
+  assert report_distances.distances(run)[1].endswith('depends on the distance the search uses.')
   # L2 does not separate them, cosine does.
   run.comparison = _comparison(_paired(-0.01, -0.04, 0.02), _paired(0.01, -0.01, 0.03))
-  assert report_findings.distances(run)[1].endswith(
+  assert report_distances.distances(run)[1].endswith(
       'skresnet is ahead by more than the uncertainty under cosine, though not under L2.')
   # Queries without relevant drawings (NaN AP) are left out of the pairs.
   with_nan = np.where(np.arange(300) < 30, np.nan, l2)
   first.per_query = _per_query(with_nan, with_nan + 0.05)
-  row = report_findings.cosine_against_l2(first)
+  row = report_distances.cosine_against_l2(first)
   assert row['units'] == 270 and row['difference'] == pytest.approx(0.05)
   # Cosine better for both models: the Conclusions suggest it for the server.
   assert 'yet cosine distance retrieved better for every model' in (
@@ -91,7 +92,7 @@ def test_cosine_against_l2_is_paired_over_each_models_queries():
   for m in (first, second):
     m.per_query = {k: v for k, v in m.per_query.items() if k != 'ap_cosine'}
   first.metrics['map_cosine'], second.metrics['map_cosine'] = 0.52, 0.461
-  assert report_findings.distances(run) == [
+  assert report_distances.distances(run) == [
       'sknet: cosine distance on normalised embeddings gives mAP 0.520, better than L2 (0.500).',
       'skresnet: cosine distance gives the same mAP as L2 to within 0.005 (0.461 against 0.460).']
   assert report_conclusions.distance_choice(run) == ''
