@@ -12,8 +12,9 @@ lineage; nothing is recomputed here except the drawings' pictures and the models
 
 The parts: report_data gathers the run; report_tables, report_architecture, report_recipe,
 report_development, report_findings (with report_distances), report_conclusions and
-report_deliverables turn it into tables and statements; report_figures (with report_dag, report_drawing_figures and
-report_category_figures) draws it; report_render fills the templates; report_pdf prints.
+report_deliverables turn it into tables and statements; report_figures (with report_dag,
+report_drawing_figures and report_category_figures) draws it; report_render fills the
+templates; report_pdf prints.
 """
 import argparse
 import os
