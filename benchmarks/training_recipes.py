@@ -17,6 +17,7 @@ them) or a proxy of it: a random subset of those categories, fewer drawings, a s
       --seeds 1 --output result.json
 """
 import argparse
+import gc
 import json
 import os
 import sys
@@ -129,6 +130,11 @@ class Curve(keras.callbacks.Callback):
 def run_variant(name, model_name, images, labels, budget_images, seed, image_size,
                 policy='float32'):
   schedule, peak, warmup, batch_size, smoothing = VARIANTS[name]
+  # The variant before holds a shuffled copy of every training image in its dataset (6.5 GB at
+  # the specification's scale) until its cycles are collected: the second variant of a study
+  # at that scale was killed out of memory on a 24 GB machine.
+  keras.backend.clear_session()
+  gc.collect()
   keras.utils.set_random_seed(seed)
   num_classes = int(labels['train'].max()) + 1
   points = CURVE_POINTS + 1
