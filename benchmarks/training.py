@@ -40,12 +40,8 @@ IMAGE_SIZE = 128
 
 
 def _build(name: str, jit_compile: bool = False, policy_name: str = 'float32'):
-  policy = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy(policy_name)
-  try:
+  with precision.computing_in(policy_name):
     model = architectures.build(name, NUM_CLASSES, image_size=IMAGE_SIZE)
-  finally:
-    keras.mixed_precision.set_global_policy(policy)
   model.compile(keras.optimizers.Adam(3e-4), trainer.SmoothedCrossEntropy(NUM_CLASSES),
                 jit_compile=jit_compile)
   return model

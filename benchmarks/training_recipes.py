@@ -152,13 +152,8 @@ def run_variant(name, model_name, images, labels, budget_images, seed, image_siz
   curve_rows = np.random.default_rng(0).permutation(len(labels['test']))[:CURVE_TEST_DRAWINGS]
   curve = Curve(recalibration, images['test'][curve_rows], labels['test'][curve_rows],
                 batch_size)
-  # As the Trainer builds it: variables in float32, the layers computing in `policy`.
-  previous = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy(policy)
-  try:
+  with precision.computing_in(policy):  # As the Trainer builds it.
     model = architectures.build(model_name, num_classes, image_size=image_size)
-  finally:
-    keras.mixed_precision.set_global_policy(previous)
   rate = schedules.learning_rate(schedule, peak, steps, round(warmup * steps))
   model.compile(schedules.optimizer('adam', rate),
                 trainer.SmoothedCrossEntropy(num_classes, smoothing),

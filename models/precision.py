@@ -7,11 +7,12 @@ slower, and mixed float16 is ~80x slower on CPUs without float16 kernels. So 'au
 mixed float16 on a GPU, and on a CPU with bfloat16 hardware times a few training steps of the
 model in both precisions and keeps bfloat16 only when it is measurably faster.
 """
+import contextlib
 import json
 import os
 import statistics
 import time
-from typing import Callable, Dict, FrozenSet, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -49,15 +50,23 @@ def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
   return 'unknown'
 
 
-def _steps_per_second(build: Callable[[], keras.Model], policy: str, images: np.ndarray,
-                      labels: np.ndarray) -> Callable[[], float]:
-  """A function timing one training step of `build()` under `policy`."""
+@contextlib.contextmanager
+def computing_in(policy: str) -> Iterator[None]:
+  """Keras' global policy set to `policy` while models are built inside, then put back: the
+  layers built compute in it, their variables stay float32."""
   previous = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy(policy)
   try:
-    model = build()
+    yield
   finally:
     keras.mixed_precision.set_global_policy(previous)
+
+
+def _steps_per_second(build: Callable[[], keras.Model], policy: str, images: np.ndarray,
+                      labels: np.ndarray) -> Callable[[], float]:
+  """A function timing one training step of `build()` under `policy`."""
+  with computing_in(policy):
+    model = build()
   model.compile(optimizer=keras.optimizers.Adam(1e-4),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   for _ in range(2):  # Traces, then warms up.

@@ -217,14 +217,10 @@ def train(fn_args: tfx.components.FnArgs,
   logging.info('%s: computing in %s (%s)', name, policy, policy_reason)
   with strategy.scope():
     # Variables stay float32; the loss, fc_2 and the signatures compute in float32.
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
+    with precision.computing_in(policy):
       model = build(image_size)
       if strategy.num_replicas_in_sync > 1:
         model = batchnorm.synchronize_batchnorm(model)
-    finally:
-      keras.mixed_precision.set_global_policy(previous_policy)
     if fn_args.base_model and config.get('warm_start'):
       warm_start(model, fn_args.base_model, categories)
     # With a time budget the schedule's position is the share of the minutes spent (set by
