@@ -264,6 +264,10 @@ def test_every_failure_is_answered_as_json(fake_registry):
 
 # With the smoke run's model.
 
+# Unit roundoff of each compute precision the Trainer may choose.
+_ROUNDING = {'float32': 2.0 ** -24, 'mixed_bfloat16': 2.0 ** -8, 'mixed_float16': 2.0 ** -11}
+
+
 @pytest.fixture(scope='module')
 def pushed_registry(smoke_registry):
   config, _ = smoke_registry
@@ -297,10 +301,15 @@ def test_concurrent_searches_share_model_calls_and_match_one_at_a_time(pushed_re
   assert len(made) == 1
   calls = made[0].batcher.calls - calls_before
   assert calls < len(picks), calls
+  # A model that computes in 16 bits gives a drawing a slightly different embedding in a batch
+  # of another size (oneDNN picks kernels by shape): distances agree to that precision's
+  # rounding, relative to the largest distance.
+  rounding = _ROUNDING[version.card['training_run']['precision']]
   for (status, _, body), want in zip(answers, expected):
     assert status == 200
     [got] = json.loads(body)['queries']
     assert got['results'][0]['id'] == want.neighbours[0].id
-    np.testing.assert_allclose([n['distance'] for n in got['results']],
-                               [n.distance for n in want.neighbours], rtol=1e-4, atol=1e-2)
+    wanted = [n.distance for n in want.neighbours]
+    np.testing.assert_allclose([n['distance'] for n in got['results']], wanted,
+                               rtol=1e-4, atol=max(1e-2, rounding * max(wanted)))
     assert got['predicted_category'] == want.predicted
