@@ -28,8 +28,8 @@ class TrainingState:
     # Slot variables must exist before a restore can fill them (Keras' newer optimizers
     # create them on the first update, where a deferred restore would not find them).
     model.optimizer.build(model.trainable_variables)
-    # Keras' logs of the completed epochs, as JSON inside the checkpoint: saved with the
-    # weights in one step, so a kill cannot leave the two out of step.
+    # Keras' logs of the completed epochs and the training curve's points, as JSON inside the
+    # checkpoint: saved with the weights in one step, so a kill cannot leave them out of step.
     self._epochs_json = tf.Variable('[]', dtype=tf.string, trainable=False, name='epochs')
     self._checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                            global_step=self.global_step,
@@ -37,6 +37,7 @@ class TrainingState:
                                            epochs=self._epochs_json)
     self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=1)
     self.epochs: List[Dict] = []  # Keras' logs of the epochs completed, in order.
+    self.curve: List[Dict] = []  # training_callbacks.TrainingCurve's points, in order.
 
   def restore(self) -> int:
     """Loads the latest checkpoint if there is one; returns the global step reached (0 if none)."""
@@ -44,11 +45,15 @@ class TrainingState:
     if not latest:
       return 0
     self._checkpoint.restore(latest).assert_existing_objects_matched()
-    self.epochs = json.loads(self._epochs_json.numpy().decode('utf-8'))
+    logged = json.loads(self._epochs_json.numpy().decode('utf-8'))
+    # A list: a checkpoint written before the curve was kept.
+    logged = {'epochs': logged} if isinstance(logged, list) else logged
+    self.epochs[:], self.curve[:] = logged['epochs'], logged.get('curve', [])
     return int(self.global_step.numpy())
 
   def save(self) -> None:
-    self._epochs_json.assign(json.dumps(self.epochs, default=float))
+    self._epochs_json.assign(json.dumps({'epochs': self.epochs, 'curve': self.curve},
+                                        default=float))
     self._manager.save(checkpoint_number=int(self.global_step.numpy()))
 
   def remove(self) -> None:

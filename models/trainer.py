@@ -35,6 +35,9 @@ from models.training_outputs import HISTORY_FILE, TRAINING_RUN_FILE, TRAINING_RU
 _SHUFFLE_BUFFER = 10_000
 # A killed Trainer loses at most this much training (checkpoints also at every epoch end).
 CHECKPOINT_SECONDS = 180.0
+# Points of history.json's training curve per epoch (a point every 5,000 images of the spec's
+# 100,000), so a budget under one epoch still draws a curve.
+CURVE_POINTS_PER_EPOCH = 20
 # Hash buckets for carving the validation split out of the training drawings (percent).
 _VALIDATION_BUCKETS = 100
 
@@ -264,6 +267,10 @@ def train(fn_args: tfx.components.FnArgs,
       budget_seconds, clock, budget.total_steps) if state else None
   fit_start = time.time()
   resumed_from = state.restore() if state else 0
+  curve = training_callbacks.TrainingCurve(
+      name, max(1, steps_per_epoch // CURVE_POINTS_PER_EPOCH), batch_size, resumed_from,
+      state.curve if state else None)
+  callbacks.append(curve)
   history = resume_lib.fit(
       model, lambda step: data('train', augment=augmentation, repeat=True, skip_batches=step),
       steps_per_epoch, budget.total_steps, callbacks, checkpointing, validation_data)
@@ -283,6 +290,7 @@ def train(fn_args: tfx.components.FnArgs,
   summary = {
       'model_name': name, 'num_classes': num_classes, 'epochs': epochs,
       'batch_size': batch_size, 'history': history,
+      'curve': training_callbacks.curve_columns(curve.points),
       'images_per_second': throughput.images_per_second,
       'training_examples': num_train, 'validation_examples': num_validation,
       'best_epoch': best.best_epoch + 1 if best else None,

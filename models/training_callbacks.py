@@ -1,8 +1,9 @@
 """The Trainer's Keras callbacks: the learning rate in each epoch's logs, a progress line per
-epoch, and best-epoch selection that survives a fit split over several calls (a resumed run)."""
+epoch, a training curve finer than epochs, and best-epoch selection that survives a fit split
+over several calls (a resumed run)."""
 import math
 import time
-from typing import List
+from typing import Dict, List, Optional
 
 from absl import logging
 import tf_keras as keras
@@ -50,6 +51,57 @@ class ThroughputLogger(keras.callbacks.Callback):
     logging.info('%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.1f images/s%s',
                  self._model_name, epoch + 1, self._epochs, logs['loss'], logs['accuracy'],
                  validation, rate, learning_rate)
+
+
+class TrainingCurve(keras.callbacks.Callback):
+  """A point every `every_steps` training steps: the mean loss and accuracy over the steps since
+  the previous point, the learning rate and the images trained on. A run shorter than an epoch
+  (a time or image budget) still gets a curve where its epoch rows would give one point.
+
+  `start_step` and `points` continue a resumed run (the list is the checkpoint's, so it is
+  saved with the weights); a window cut by a kill restarts at the resumed step.
+  """
+
+  def __init__(self, model_name: str, every_steps: int, batch_size: int, start_step: int = 0,
+               points: Optional[List[Dict[str, float]]] = None):
+    super().__init__()
+    self._model_name, self.every_steps, self._batch_size = model_name, every_steps, batch_size
+    self.step = start_step
+    self.points: List[Dict[str, float]] = [] if points is None else points
+    self._sums: Dict[str, float] = {}
+    self._steps = 0
+    self._epoch_totals: Dict[str, float] = {}
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch_totals = {}  # Keras' batch logs are means since the epoch (fit call) began.
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.step += 1
+    self._steps += 1
+    for key in ('loss', 'accuracy'):
+      if key in (logs or {}):
+        total = (batch + 1) * float(logs[key])
+        self._sums[key] = self._sums.get(key, 0.0) + total - self._epoch_totals.get(key, 0.0)
+        self._epoch_totals[key] = total
+    if self.step % self.every_steps == 0:
+      point = {'step': self.step, 'images': self.step * self._batch_size,
+               **{key: value / self._steps for key, value in self._sums.items()},
+               'learning_rate': schedules.current_rate(self.model.optimizer)}
+      self.points.append(point)
+      self._sums, self._steps = {}, 0
+      logging.info('%s: %d images, loss %.4f, accuracy %.4f, learning rate %.3g',
+                   self._model_name, point['images'], point.get('loss', math.nan),
+                   point.get('accuracy', math.nan), point['learning_rate'])
+
+
+def curve_columns(points: List[Dict[str, float]]) -> Dict[str, List[float]]:
+  """The points as columns ({'images': [...], 'loss': [...], ...}), as history.json keeps its
+  epoch rows."""
+  columns: Dict[str, List[float]] = {}
+  for point in points:
+    for key, value in point.items():
+      columns.setdefault(key, []).append(value)
+  return columns
 
 
 class BestEpoch(keras.callbacks.Callback):

@@ -45,7 +45,7 @@ def summary(run: RunResults) -> Optional[Table]:
           ('parameters', lambda a: count(a['parameters'])),
           ('trainable parameters', lambda a: count(a['trainable_parameters'])),
           ('GFLOPs per image (forward)', lambda a: gflops(a['forward_flops'])))
-  return Table(['exported model'] + [m.name for m in models],
+  return Table(['exported model'] + [m.title for m in models],
                [[label] + [show(m.architecture) for m in models] for label, show in keys])
 
 
@@ -63,11 +63,11 @@ def statements(run: RunResults) -> List[str]:
               if a['residual_additions'] else
               f'{a["convolutions"]} convolutions in a plain stack with max-pooling, no shortcut '
               '(VGG-like)')
-    points.append(f'{m.name} has {design}: {count(a["parameters"])} parameters and '
+    points.append(f'{m.title} has {design}: {count(a["parameters"])} parameters and '
                   f'{gflops(a["forward_flops"])} GFLOPs per {a["input_shape"]} image{fc1}.')
   if len(models) >= 2:
     a, b = models[0].architecture, models[1].architecture
-    points.append(f'{models[1].name} computes {b["forward_flops"] / a["forward_flops"]:.2f}x the '
-                  f'FLOPs of {models[0].name} with {b["parameters"] / a["parameters"]:.2f}x its '
+    points.append(f'{models[1].title} computes {b["forward_flops"] / a["forward_flops"]:.2f}x the '
+                  f'FLOPs of {models[0].title} with {b["parameters"] / a["parameters"]:.2f}x its '
                   'parameters.')
   return points

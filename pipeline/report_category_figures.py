@@ -88,7 +88,7 @@ def figure_per_category(models: Sequence, order: Sequence[str], path: str) -> bo
       value = get_path(model.metrics, overall_key)
       if value is not None:
         ax.axvline(value, color=colour, ls='--', lw=0.9)
-        overall.append(f'{model.name} {value:.3f}')
+        overall.append(f'{model.title} {value:.3f}')
     floor = get_path(models[0].metrics, floor_key)
     if floor is not None:
       ax.axvline(floor, color='gray', ls=':', lw=1)
@@ -99,7 +99,7 @@ def figure_per_category(models: Sequence, order: Sequence[str], path: str) -> bo
   axes[0].set_yticks(rows, list(order), fontsize=8 if n <= 40 else 7)
   axes[0].set_ylim(n - 0.5, -0.5)  # Best at the top.
   axes[0].set_ylabel(f'{n} categories, best mean test accuracy first', fontsize=8)
-  handles = [lines.Line2D([], [], color=colour, marker=marker, ls='', label=model.name)
+  handles = [lines.Line2D([], [], color=colour, marker=marker, ls='', label=model.title)
              for model, (colour, marker) in zip(models, MODEL_STYLES)]
   handles += [lines.Line2D([], [], color='black', ls='--', lw=0.9,
                            label='dashed: the model\'s overall value'),
@@ -165,7 +165,7 @@ def figure_confusion(model, order: Sequence[str], path: str) -> bool:
     ax.set_yticks([])
   ax.set_xlabel('predicted category')
   ax.set_ylabel('true category')
-  ax.set_title(f'{model.name}: confusion matrix, test split\n{len(shown)} categories by mean '
+  ax.set_title(f'{model.title}: confusion matrix, test split\n{len(shown)} categories by mean '
                'test accuracy of the models, best first', fontsize=9)
   save(figure, path, dpi=layout['dpi'])
   return True

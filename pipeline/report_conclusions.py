@@ -8,6 +8,7 @@ the `full` profile's, the models' FLOPs; a sentence whose values are missing is 
 import dataclasses
 from typing import List, Optional
 
+from models.architectures import title
 from pipeline import config as config_lib
 from pipeline import report_distances
 from pipeline import report_findings
@@ -20,15 +21,16 @@ JOBS = (('test_accuracy', 'classification', True), ('map', 'similarity search', 
 
 
 def _difference(run: RunResults, key: str, percent: bool) -> str:
-  """' (sknet minus skresnet: +3.3 points, 95% interval [+2.4, +4.1])' from the paired row."""
+  """' (skNet minus skResNet: +3.3 points, 95% interval [+2.4, +4.1])' from the paired row."""
   row = (run.comparison.get('paired_difference') or {}).get(key) or {}
   if row.get('difference') is None or row.get('ci95') is None:
     return ''
   first, second = run.comparison['models'][:2]
   scale, unit, digits = (100, ' points', 1) if percent else (1, '', 3)
   low, high = row['ci95']
-  return (f' ({first} minus {second}: {row["difference"] * scale:+.{digits}f}{unit}, 95% '
-          f'interval [{low * scale:+.{digits}f}, {high * scale:+.{digits}f}])')
+  return (f' ({title(first)} minus {title(second)}: '
+          f'{row["difference"] * scale:+.{digits}f}{unit}, 95% interval '
+          f'[{low * scale:+.{digits}f}, {high * scale:+.{digits}f}])')
 
 
 def verdict(run: RunResults) -> str:
@@ -39,12 +41,12 @@ def verdict(run: RunResults) -> str:
     if name is None:
       continue
     if significant:
-      parts.append(f'{name} is better at {job}{_difference(run, key, percent)}')
+      parts.append(f'{title(name)} is better at {job}{_difference(run, key, percent)}')
     elif significant is False:
       parts.append(f'the two models do not differ measurably at {job}'
                    f'{_difference(run, key, percent)}')
     else:
-      parts.append(f'{name} is ahead at {job} (no interval recorded to judge the margin)')
+      parts.append(f'{title(name)} is ahead at {job} (no interval recorded to judge the margin)')
   if not parts:
     return ''
   return 'Verdict: ' + '; '.join(parts) + '.'
@@ -57,7 +59,7 @@ def _cheaper(run: RunResults) -> Optional[str]:
     return None
   cheap, dear = sorted(known, key=lambda m: m.architecture['forward_flops'])
   low, high = cheap.architecture['forward_flops'], dear.architecture['forward_flops']
-  return (f'{cheap.name} needs {1 - low / high:.0%} fewer FLOPs per image than {dear.name} '
+  return (f'{cheap.title} needs {1 - low / high:.0%} fewer FLOPs per image than {dear.title} '
           f'({low / 1e9:.2f} against {high / 1e9:.2f} GFLOPs)')
 
 
@@ -66,7 +68,7 @@ def recommendations(run: RunResults) -> List[str]:
   leads = {job: report_findings.lead(run, key) for key, job, _ in JOBS}
   names = {name for name, _ in leads.values() if name}
   if len(names) == 1 and all(significant for _, significant in leads.values()):
-    return [f'In this run {names.pop()} is the better model for both classification and '
+    return [f'In this run {title(names.pop())} is the better model for both classification and '
             'similarity search, by more than the uncertainty of the test set.']
   points = []
   cheaper = _cheaper(run)
@@ -74,14 +76,15 @@ def recommendations(run: RunResults) -> List[str]:
     if name is None:
       continue
     if significant:
-      points.append(f'For {job}, use {name}: its lead exceeds the uncertainty of the test set.')
+      points.append(f'For {job}, use {title(name)}: its lead exceeds the uncertainty of the '
+                    'test set.')
     elif significant is False:
       points.append(f'For {job}, neither model is ahead by more than the uncertainty of the '
-                    f'test set ({name} leads inside its interval)'
+                    f'test set ({title(name)} leads inside its interval)'
                     + (f'; {cheaper}, which makes it the economical choice until a difference '
                        'is shown.' if cheaper else '.'))
     else:
-      points.append(f'{name} is ahead on {job} (no interval recorded to judge the margin).')
+      points.append(f'{title(name)} is ahead on {job} (no interval recorded to judge the margin).')
   return points
 
 
@@ -113,16 +116,16 @@ def residual_design(run: RunResults) -> str:
     return ''  # A lead without an interval to judge it.
   won = [job for job, (name, significant) in gains.items() if name == res.name and significant]
   lost = [job for job, (name, significant) in gains.items() if name == flat.name and significant]
-  cost = f' at {" and ".join(costs)} of {flat.name}' if costs else ''
+  cost = f' at {" and ".join(costs)} of {flat.title}' if costs else ''
   if won:
-    return (f'The residual connections of {res.name} paid off for {" and ".join(won)}{cost}'
-            + (f'; {flat.name} is better at {" and ".join(lost)}.' if lost else '.'))
+    return (f'The residual connections of {res.title} paid off for {" and ".join(won)}{cost}'
+            + (f'; {flat.title} is better at {" and ".join(lost)}.' if lost else '.'))
   if lost:
-    return (f'The residual connections of {res.name} did not pay off in this budget: '
-            f'{res.name} ran{cost}, and {flat.name} is better at {" and ".join(lost)} by more '
+    return (f'The residual connections of {res.title} did not pay off in this budget: '
+            f'{res.title} ran{cost}, and {flat.title} is better at {" and ".join(lost)} by more '
             'than the uncertainty.')
-  return (f'The residual connections of {res.name} did not pay off in this budget: '
-          f'{res.name} ran{cost}, and is better at neither job by more than the uncertainty.')
+  return (f'The residual connections of {res.title} did not pay off in this budget: '
+          f'{res.title} ran{cost}, and is better at neither job by more than the uncertainty.')
 
 
 def distance_choice(run: RunResults) -> str:
@@ -136,7 +139,7 @@ def distance_choice(run: RunResults) -> str:
     return ('L2, the distance the search server ranks by, retrieved better than cosine for '
             'every model.') if signs == {False} else ''
   return ('The search server ranks by L2, yet cosine distance retrieved better for every '
-          'model (' + ', '.join(f'{m.name} {row["difference"]:+.3f} mAP'
+          'model (' + ', '.join(f'{m.title} {row["difference"]:+.3f} mAP'
                                 for m, row in zip(run.models, rows))
           + '): worth adopting once a second training run confirms it.')
 
@@ -152,9 +155,9 @@ def scale_statement(run: RunResults) -> str:
     reached = m.history.get('epochs_reached')
     budget = report_recipe.model_budget(m)
     if reached is not None:
-      trained.append(f'{m.name}: {reached:.2f} epochs')
+      trained.append(f'{m.title}: {reached:.2f} epochs')
     elif budget:
-      trained.append(f'{m.name}: {budget}')
+      trained.append(f'{m.title}: {budget}')
   reached = [m.history.get('epochs_reached') for m in run.models]
   short_data = s.get('train_per_category') and s['train_per_category'] < full.train_per_category
   short_training = full_epochs >= 1 and any(e is not None and e < full_epochs for e in reached)
@@ -238,7 +241,7 @@ def abstract_numbers(run: RunResults) -> List[str]:
   for m in run.models:
     if m.metrics.get('test_accuracy') is None:
       continue
-    text = f'{m.name} classifies {with_interval(m.metrics, "test_accuracy")} of the test drawings'
+    text = f'{m.title} classifies {with_interval(m.metrics, "test_accuracy")} of the test drawings'
     if m.metrics.get('map') is not None:
       text += f' and retrieves at mAP {with_interval(m.metrics, "map")}'
     parts.append(text)
@@ -258,7 +261,7 @@ def abstract_budget(run: RunResults) -> str:
   precisions = {m.history.get('precision') for m in run.models}
   how = (f' in {precisions.pop().replace("_", " ")}' if len(precisions) == 1
          and None not in precisions else '')
-  reached = [(m.name, m.history['epochs_reached']) for m in run.models
+  reached = [(m.title, m.history['epochs_reached']) for m in run.models
              if m.history.get('epochs_reached') is not None]
   text = ('Both were trained with the same budget, ' if len(run.models) > 1 else
           'It was trained with a budget of ') + f'{budgets.pop()}{where}{how}'

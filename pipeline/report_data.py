@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from components.evaluator import confidence
+from models import architectures
 from models import training_outputs
 
 if TYPE_CHECKING:
@@ -39,6 +40,12 @@ class ModelResults:
   architecture: Dict[str, Any] = dataclasses.field(default_factory=dict)
   pushed_version: str = ''
   card: Dict[str, Any] = dataclasses.field(default_factory=dict)  # The pushed model's card.
+
+  @property
+  def title(self) -> str:
+    """The model's name as the report writes it ('skNet'); `name` is its identifier ('sknet'),
+    for the node ids, figure files and lookups."""
+    return architectures.title(self.name)
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ def pushed(run: RunResults) -> List[Dict[str, Any]]:
     version = _version(m)
     gallery = m.card.get('gallery') if isinstance(m.card.get('gallery'), dict) else {}
     entries.append({
-        'name': m.name, 'path': path, 'version': version,
+        'name': m.name, 'title': m.title, 'path': path, 'version': version,
         'gallery_size': gallery.get('size'), 'gallery_splits': ', '.join(gallery.get('splits')
                                                                          or []),
         'code': SEARCH_CODE.format(registry=registry, model=m.name,
@@ -64,7 +64,7 @@ def signatures(run: RunResults) -> Optional[Table]:
       inputs = '; '.join(f'`{key}`: {kind}' for key, kind in sorted(spec.get('inputs', {})
                                                                      .items()))
       outputs = ', '.join(f'`{o}`' for o in spec.get('outputs', []))
-      rows.setdefault((f'`{name}`', inputs, outputs), []).append(f'{m.name} v{_version(m)}')
+      rows.setdefault((f'`{name}`', inputs, outputs), []).append(f'{m.title} v{_version(m)}')
   if not rows:
     return None
   return Table(['signature', 'inputs', 'outputs', 'in'],

@@ -48,7 +48,7 @@ def _did(run: RunResults, node, shown_source: str) -> str:
              else ' to warm-start from'))
   if kind == 'Trainer' and model is not None and model.history.get('steps') is not None:
     h = model.history
-    return (f'fitted {name}: {h["steps"]:,} steps'
+    return (f'fitted {model.title}: {h["steps"]:,} steps'
             + (f', {h["epochs_reached"]:.2f} epochs' if h.get('epochs_reached') is not None
                else '')
             + (f' in {h["training_seconds"] / 60:.1f} min' if h.get('training_seconds') else '')
@@ -56,7 +56,7 @@ def _did(run: RunResults, node, shown_source: str) -> str:
             + '; exported it as a SavedModel')
   if kind == 'EmbeddingEvaluator' and model is not None and model.metrics.get('test_examples'):
     m = model.metrics
-    return (f'ran {name} on {m["test_examples"]:,} test and {m.get("train_examples", 0):,} '
+    return (f'ran {model.title} on {m["test_examples"]:,} test and {m.get("train_examples", 0):,} '
             f'train drawings with TFMA, scored {m.get("map_queries", 0):,} retrieval queries; '
             f'{"blessed" if m.get("blessed") else "not blessed"}')
   if kind == 'ModelComparison' and run.comparison.get('rows'):
@@ -68,10 +68,10 @@ def _did(run: RunResults, node, shown_source: str) -> str:
                if paired.get('test_drawings') else ''))
   if kind == 'Pusher' and model is not None:
     if model.pushed_to:
-      return (f'published {name} as '
+      return (f'published {model.title} as '
               + (f'version {model.pushed_version} of ' if model.pushed_version else '')
               + 'the model registry, with its model card and search gallery')
-    return f'did not push {name} (not blessed)'
+    return f'did not push {model.title} (not blessed)'
   return PAST_ROLES.get(kind, report_tables.node_role(node.node_id))
 
 
@@ -166,7 +166,7 @@ def evaluation_protocol(run: RunResults, interval_note: str) -> List[str]:
                       f', and neither {" nor ".join(drops)} the newest model of its Trainer '
                       'blessed in an earlier run' if drops else '') + '.')
     if drops:
-      baselines = [x.name for x in run.models if x.metrics.get('baseline_model')]
+      baselines = [x.title for x in run.models if x.metrics.get('baseline_model')]
       points.append(f'Compared with such a baseline: {", ".join(baselines)}.' if baselines else
                     'No model had a blessed baseline yet: its first blessing rubber-stamps the '
                     'change thresholds, as TFX\'s Evaluator does.')

@@ -8,6 +8,7 @@ from typing import List, Optional
 import numpy as np
 
 from components.evaluator import confidence
+from models.architectures import title
 from pipeline.report_data import ModelResults, RunResults
 from pipeline.report_tables import num
 
@@ -77,13 +78,13 @@ def distances(run: RunResults) -> List[str]:
   rows = [(m, cosine_against_l2(m)) for m in run.models]
   if all(row is not None for _, row in rows) and rows:
     points = ['Cosine distance (each embedding\'s length ignored) minus L2, mAP paired over the '
-              'same queries: ' + '; '.join(f'{m.name} {_judged(row, "cosine", "L2")}'
+              'same queries: ' + '; '.join(f'{m.title} {_judged(row, "cosine", "L2")}'
                                            for m, row in rows) + '.']
     cosine = cosine_model_difference(run)
     l2 = (run.comparison.get('paired_difference') or {}).get('map') or {}
     if (cosine is not None and cosine.get('excludes_zero') is not None
         and l2.get('excludes_zero') is not None):
-      first, second = run.comparison['models'][:2]
+      first, second = (title(name) for name in run.comparison['models'][:2])
       points.append(f'Under cosine distance, {first} minus {second} is '
                     f'{_signed(cosine["difference"])} '
                     f'{confidence.format_bounds(cosine["ci95"], signed=True)}: '
@@ -95,10 +96,10 @@ def distances(run: RunResults) -> List[str]:
     if l2 is None or cosine is None:
       continue
     if abs(l2 - cosine) >= DISTANCE_MAP_TOLERANCE:
-      points.append(f'{m.name}: cosine distance on normalised embeddings gives mAP '
+      points.append(f'{m.title}: cosine distance on normalised embeddings gives mAP '
                     f'{num(cosine)}, {"better" if cosine > l2 else "worse"} than L2 '
                     f'({num(l2)}).')
     else:
-      points.append(f'{m.name}: cosine distance gives the same mAP as L2 to within '
+      points.append(f'{m.title}: cosine distance gives the same mAP as L2 to within '
                     f'{DISTANCE_MAP_TOLERANCE} ({num(cosine)} against {num(l2)}).')
   return points

@@ -109,6 +109,6 @@ def figure_confusions(run: report_data.RunResults, model: report_data.ModelResul
     return False
   rows = [(f'{t}\ntaken for\n{p}', [run.test_drawings[i][1] for i in ids])
           for t, p, ids in confused]
-  _grid(rows, run.image_size, f'{model.name}: test drawings of its most frequent confusions',
+  _grid(rows, run.image_size, f'{model.title}: test drawings of its most frequent confusions',
         path, per_pair)
   return True

@@ -1,7 +1,7 @@
 """The report's figures (matplotlib, written as PNG) from a `RunResults`.
 
 `draw` writes every figure the run's data allows: the pipeline's DAG (report_dag), drawings
-(report_drawing_figures), learning curves and learning rates, retrieval precision-recall,
+(report_drawing_figures), training curves against the images trained on, retrieval precision-recall,
 the per-category figures (report_category_figures), retrieval examples and wall time. Each
 figure function returns False when the run recorded nothing to draw.
 """
@@ -14,45 +14,61 @@ from pipeline import report_category_figures
 from pipeline import report_dag
 from pipeline import report_data
 from pipeline import report_drawing_figures
-from pipeline import report_recipe
 from pipeline.report_category_figures import pyplot, save
 from pipeline.report_data import get_path
 
 
+def _training_curve(model: report_data.ModelResults) -> Dict[str, List[float]]:
+  """{'images': [...], 'loss': [...], 'accuracy': [...], 'learning_rate': [...], 'val_...'}:
+  the Trainer's points every few thousand images when recorded (history.json's 'curve'), else
+  its epoch rows, placed at the images trained on at each epoch's end."""
+  curve = model.history.get('curve') or {}
+  epochs = model.history.get('history') or {}
+  reached = model.history.get('epochs_reached') or 0
+  per_epoch = model.history.get('training_examples') or (
+      round(model.history.get('images_seen', 0) / reached) if reached else 0)
+  lengths = [len(v) for v in epochs.values() if isinstance(v, list)]
+  columns: Dict[str, List[float]] = {}
+  if len(curve.get('images') or []) >= 2:
+    columns = {k: list(v) for k, v in curve.items() if k != 'step'}
+  elif lengths and per_epoch:
+    columns = {'images': [per_epoch * (e + 1) for e in range(max(lengths))],
+               **{k: list(v) for k, v in epochs.items() if not k.startswith('val_')}}
+  if columns and per_epoch:  # Validation is measured at epoch ends only.
+    for key in ('val_loss', 'val_accuracy'):
+      if isinstance(epochs.get(key), list):
+        columns[key] = list(epochs[key])
+        columns[key + '_images'] = [per_epoch * (e + 1) for e in range(len(epochs[key]))]
+  return columns
+
+
 def figure_learning_curves(run: report_data.RunResults, path: str) -> bool:
-  """Loss and accuracy per epoch, and the learning rate at each epoch's end when recorded."""
-  curves = [(m.name, m.history.get('history', {})) for m in run.models if m.history]
+  """Training loss, accuracy and learning rate against the images trained on."""
+  curves = [(m, _training_curve(m)) for m in run.models if m.history]
+  curves = [(m, c) for m, c in curves if c]
   if not curves:
     return False
-  rates = [(m.name, report_recipe.epoch_rates(m)) for m in run.models]
-  rates = [(name, r) for name, r in rates if r]
+  rates = any(c.get('learning_rate') for _, c in curves)
   plt = pyplot()
   figure, axes = plt.subplots(1, 3 if rates else 2, figsize=(14 if rates else 10, 3.6))
-  loss_ax, acc_ax = axes[0], axes[1]
+  for m, curve in curves:
+    images = curve['images']
+    for ax, key in zip(axes, ('loss', 'accuracy', 'learning_rate')):
+      if len(curve.get(key) or []) == len(images):
+        ax.plot(images, curve[key], marker='o', markersize=2.5, label=f'{m.title} training')
+      validation = curve.get(f'val_{key}')
+      if validation:
+        ax.plot(curve[f'val_{key}_images'], validation, '--', marker='s', markersize=3,
+                label=f'{m.title} validation')
+    if m.metrics.get('test_accuracy') is not None:  # The gap to the training curve.
+      axes[1].axhline(m.metrics['test_accuracy'], ls=':', lw=1.2,
+                      color='0.3' if m is run.models[0] else '0.6',
+                      label=f'{m.title} test accuracy (Evaluator)')
   if rates:
-    for name, values in rates:
-      axes[2].plot(range(1, len(values) + 1), values, marker='o', label=name)
-    axes[2].set_ylabel('learning rate')
     axes[2].ticklabel_format(axis='y', style='sci', scilimits=(0, 0))
-  for name, history in curves:
-    for key, values in sorted(history.items()):
-      epochs = range(1, len(values) + 1)
-      style = '--' if key.startswith('val_') else '-'
-      if key.endswith('loss'):
-        loss_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
-      elif key.endswith('accuracy'):
-        acc_ax.plot(epochs, values, style, marker='o', label=f'{name} {key}')
-  for m in run.models:  # The Evaluator's test accuracy: the gap to the training curve.
-    if m.history and m.metrics.get('test_accuracy') is not None:
-      acc_ax.axhline(m.metrics['test_accuracy'], ls=':', lw=1.2, color='0.3' if m is
-                     run.models[0] else '0.6', label=f'{m.name} test accuracy (Evaluator)')
-  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
-  titles = ['loss per epoch', 'accuracy per epoch', 'learning rate at each epoch end']
-  epochs = max((len(v) for _, h in curves for v in h.values() if isinstance(v, list)), default=1)
+  titles = ['training loss', 'training accuracy', 'learning rate']
   for ax, title in zip(axes, titles):
-    ax.set_xlabel('epoch')
-    ax.set_xlim(0.5, epochs + 0.5)
-    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_xlabel('images trained on')
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -66,7 +82,7 @@ def figure_pr_curves(run: report_data.RunResults, path: str) -> bool:
     for distance, style in (('l2', '-'), ('cosine', ':')):
       curve = get_path(model.metrics, f'retrieval.{distance}.pr_curve_11pt')
       if curve and curve.get('precision') and None not in curve['precision']:
-        label = f'{model.name}, {"L2" if distance == "l2" else "cosine (extra)"}'
+        label = f'{model.title}, {"L2" if distance == "l2" else "cosine (extra)"}'
         curves.append((curve, style, label))
   if not curves:
     return False
@@ -144,7 +160,7 @@ def figure_retrieval(run: report_data.RunResults, model: report_data.ModelResult
       for spine in ax.spines.values():
         spine.set_edgecolor(colour)
         spine.set_linewidth(width)
-  figure.suptitle(f'{model.name}: each query (left) and its {k} nearest test drawings by L2 on '
+  figure.suptitle(f'{model.title}: each query (left) and its {k} nearest test drawings by L2 on '
                   'fc_1; red = wrong category'
                   + ('; queries from the easiest category (top) to the hardest' if ranked
                      else ''),

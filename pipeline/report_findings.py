@@ -9,6 +9,7 @@ training budgets, what was pushed and why not. A sentence whose values are missi
 from typing import List, Optional, Sequence, Tuple
 
 from components.evaluator import confidence
+from models.architectures import title
 from pipeline import report_distances
 from pipeline import report_recipe
 from pipeline import report_tables
@@ -30,13 +31,13 @@ def budget(run: RunResults) -> str:
   if not all(budgets.values()):
     return ''
   reached = ', '.join(
-      f'{m.name} {m.history["epochs_reached"]:.2f}'
+      f'{m.title} {m.history["epochs_reached"]:.2f}'
       + (f' ({m.history["images_seen"]:,} drawings)' if m.history.get('images_seen') is not None
          else '')
       for m in run.models if m.history.get('epochs_reached') is not None)
   if len(set(budgets.values())) > 1:
     return ('The models had different training budgets ('
-            + '; '.join(f'{name}: {text}' for name, text in budgets.items())
+            + '; '.join(f'{title(name)}: {text}' for name, text in budgets.items())
             + '), so the comparison is not on equal footing.')
   return (f'Both models had the same training budget, {budgets[run.models[0].name]}'
           + (f'; epochs reached: {reached}.' if reached else '.'))
@@ -56,7 +57,7 @@ def _rate_end(model: ModelResults) -> str:
 def learning_rate_end(model: ModelResults) -> str:
   """Where the learning rate ended against its peak."""
   clause = _rate_end(model)
-  return f'{model.name}\'s learning rate {clause}.' if clause else ''
+  return f'{model.title}\'s learning rate {clause}.' if clause else ''
 
 
 def interval_note(run: RunResults) -> str:
@@ -105,7 +106,7 @@ def _leads(run: RunResults, keys) -> List[str]:
     if not better:
       continue
     ahead, behind = better
-    text = (f'{ahead.name} is ahead of {behind.name} on {label}: '
+    text = (f'{ahead.title} is ahead of {behind.title} on {label}: '
             f'{metric_text(ahead.metrics, key)} against {metric_text(behind.metrics, key)}')
     high, low = ahead.metrics.get(f'{key}_ci95'), behind.metrics.get(f'{key}_ci95')
     if high and low:
@@ -129,7 +130,7 @@ def classification(run: RunResults) -> List[str]:
   points = (_paired(run, 'test_accuracy')  # A run without intervals: who is ahead, at least.
             or _leads(run, (('test_accuracy', 'test accuracy'),)))
   points += _leads(run, (('test_top5_accuracy', 'top-5 test accuracy'),))
-  above = [(m.name, m.metrics['test_accuracy'] / m.metrics['chance_accuracy'])
+  above = [(m.title, m.metrics['test_accuracy'] / m.metrics['chance_accuracy'])
            for m in run.models
            if m.metrics.get('chance_accuracy') and m.metrics.get('test_accuracy') is not None]
   if above:
@@ -142,9 +143,10 @@ def classification(run: RunResults) -> List[str]:
   if wins and run.comparison.get('models'):
     first, second = run.comparison['models'][:2]
     points.append(f'Over all {sum(wins.values())} compared metrics (ModelComparison, floors '
-                  f'excluded), {first} is better on {wins.get(first, 0)}, {second} on '
-                  f'{wins.get(second, 0)}, and {wins.get("tie", 0)} are tied; most are '
-                  'per-category values, which move together, so this is a tally, not a test.')
+                  f'excluded), {title(first)} is better on {wins.get(first, 0)}, '
+                  f'{title(second)} on {wins.get(second, 0)}, and {wins.get("tie", 0)} are '
+                  'tied; most are per-category values, which move together, so this is a '
+                  'tally, not a test.')
   return points
 
 
@@ -156,7 +158,7 @@ def retrieval(run: RunResults) -> List[str]:
     raw = get_path(m.metrics, 'floors.raw_pixels_map')
     random_map = get_path(m.metrics, 'floors.random_map')
     if m.metrics.get('map') is not None and random_map:
-      text = (f'{m.name}\'s fc_1 embeddings retrieve at mAP {num(m.metrics["map"])}, '
+      text = (f'{m.title}\'s fc_1 embeddings retrieve at mAP {num(m.metrics["map"])}, '
               f'{m.metrics["map"] / random_map:.1f}x the random ranking ({num(random_map)})')
       if raw:
         text += (f' and {m.metrics["map"] / raw:.1f}x raw pixels ({num(raw)})'
@@ -178,12 +180,12 @@ def per_category(run: RunResults, categories: Sequence[str] = ()) -> List[str]:
     per_ap = get_path(m.metrics, 'retrieval.l2.per_category_ap') or {}
     scored = sorted((v, c) for c, v in per_ap.items() if v is not None)
     if len(scored) >= 2:
-      points.append(f'{m.name} retrieves {scored[-1][1]} best (AP {num(scored[-1][0])}) and '
+      points.append(f'{m.title} retrieves {scored[-1][1]} best (AP {num(scored[-1][0])}) and '
                     f'{scored[0][1]} worst (AP {num(scored[0][0])}).')
     pairs = report_tables.confusion_pairs(m, 3)
     if pairs:
       listed = '; '.join(f'{t} taken for {p} ({n} of {total})' for t, p, n, total in pairs)
-      points.append(f'{m.name}\'s most frequent confusions on the test split: {listed}.')
+      points.append(f'{m.title}\'s most frequent confusions on the test split: {listed}.')
   return points
 
 
@@ -196,7 +198,7 @@ def training_behaviour(run: RunResults) -> List[str]:
     if train is None or test is None:
       continue
     gap = train - test
-    text = (f'{m.name} recognises {pct(train)} of training drawings and {pct(test)} of the '
+    text = (f'{m.title} recognises {pct(train)} of training drawings and {pct(test)} of the '
             f'unseen test drawings, a gap of {gap * 100:+.1f} points')
     reached = m.history.get('epochs_reached')
     if reached is not None and reached <= 1:
@@ -218,7 +220,7 @@ def training_behaviour(run: RunResults) -> List[str]:
     losses = (m.history.get('history') or {}).get('loss') or []
     if len(losses) >= 2 and losses[-2]:
       change = losses[-1] / losses[-2] - 1
-      points.append(f'{m.name}\'s mean training loss went from {losses[-2]:.3f} in epoch '
+      points.append(f'{m.title}\'s mean training loss went from {losses[-2]:.3f} in epoch '
                     f'{len(losses) - 1} to {losses[-1]:.3f} in epoch {len(losses)} '
                     f'({change:+.1%}).')
   stopped = [m for m in run.models if m.history.get('stopped_by_time_budget')]
@@ -227,7 +229,7 @@ def training_behaviour(run: RunResults) -> List[str]:
   else:
     for m in stopped:
       reached = m.history.get('epochs_reached')
-      points.append(f'{m.name} was stopped by its time budget'
+      points.append(f'{m.title} was stopped by its time budget'
                     + (f' after {reached:.2f} epochs.' if reached is not None else '.'))
   ends = [_rate_end(m) for m in run.models]
   if len(ends) == 2 and ends[0] and ends[0] == ends[1]:
@@ -256,17 +258,17 @@ def difference_statements(run: RunResults, with_keys: bool = False) -> List:
     (a, _, ia), (b, _, ib) = sorted(values, key=lambda x: -x[1])
     bounds = lambda ci: confidence.format_bounds(ci, percent)
     if ia[0] > ib[1]:
-      points.append((key, f'On {label}, {a.name}\'s 95% interval {bounds(ia)} lies entirely above '
-                    f'{b.name}\'s {bounds(ib)}: the difference exceeds the sampling '
+      points.append((key, f'On {label}, {a.title}\'s 95% interval {bounds(ia)} lies entirely '
+                    f'above {b.title}\'s {bounds(ib)}: the difference exceeds the sampling '
                     'uncertainty of this test set.'))
     else:
-      points.append((key, f'On {label}, the 95% intervals of {a.name} {bounds(ia)} and {b.name} '
+      points.append((key, f'On {label}, the 95% intervals of {a.title} {bounds(ia)} and {b.title} '
                     f'{bounds(ib)} overlap: they do not show that the models differ.'))
   return points if with_keys else [text for _, text in points]
 
 
 def _paired_statement(run: RunResults, row, label: str, percent: bool) -> str:
-  first, second = run.comparison['models'][:2]
+  first, second = (title(name) for name in run.comparison['models'][:2])
   difference = (f'{row["difference"] * 100:+.1f} points' if percent
                 else f'{row["difference"]:+.3f}')
   text = (f'{label[0].upper() + label[1:]}, {first} minus {second}: {difference}, 95% paired '
@@ -284,7 +286,7 @@ def push_statement(run: RunResults, thresholds_too: bool = True) -> str:
   """Which models were pushed, the blessing thresholds (unless the text states them
   elsewhere), and the checks an unpushed model failed, from the Evaluators' blessing
   sections."""
-  pushed = [m.name for m in run.models if m.pushed_to]
+  pushed = [m.title for m in run.models if m.pushed_to]
   text = f'Pushed to the model registry: {", ".join(pushed) if pushed else "none"}.'
   thresholds = (run.models[0].metrics.get('thresholds') or {}) if thresholds_too else {}
   if thresholds.get('min_test_accuracy') is not None and thresholds.get('min_map') is not None:
@@ -296,7 +298,7 @@ def push_statement(run: RunResults, thresholds_too: bool = True) -> str:
              f'{pct(thresholds["min_test_accuracy"])}, mAP >= {num(thresholds["min_map"])}'
              + (f', and neither {" nor ".join(drops)} the baseline, the newest model of the '
                 'same Trainer blessed before' if drops else '') + '.')
-    baselines = [m.name for m in run.models if m.metrics.get('baseline_model')]
+    baselines = [m.title for m in run.models if m.metrics.get('baseline_model')]
     if drops:
       text += (f' Compared with a baseline: {", ".join(baselines)}.' if baselines else
                ' No model had a blessed baseline yet (first blessing: change thresholds '
@@ -304,7 +306,7 @@ def push_statement(run: RunResults, thresholds_too: bool = True) -> str:
   for m in run.models:
     failed = [c for c in get_path(m.metrics, 'blessing.checks', []) if not c.get('passed')]
     if failed and not m.pushed_to:
-      text += f' {m.name} failed {", ".join(_check_text(c) for c in failed)}.'
+      text += f' {m.title} failed {", ".join(_check_text(c) for c in failed)}.'
   return text
 
 

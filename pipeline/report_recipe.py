@@ -166,7 +166,7 @@ def recipe(run: RunResults) -> Optional[Table]:
       rows.append([label] + cells)
   if not rows:
     return None
-  return Table(['training'] + [m.name for m in run.models], rows)
+  return Table(['training'] + [m.title for m in run.models], rows)
 
 
 def schedule_text(model: ModelResults) -> str:
@@ -246,7 +246,7 @@ def statements(run: RunResults) -> List[str]:
       clauses.append(schedule)
     if h.get('precision'):
       clauses.append(f'computed in {h["precision"]}')
-    text = f'{m.name}: ' + '; '.join(clauses) if clauses else ''
+    text = f'{m.title}: ' + '; '.join(clauses) if clauses else ''
     budget, reached = model_budget(m), _reached(m)
     if budget or reached:
       if budget and reached and _whole_budget(m) and _epochs_and_time(m):
@@ -256,7 +256,7 @@ def statements(run: RunResults) -> List[str]:
                    f'its budget: {budget}' if budget else f'it trained {reached}')
       if h.get('stopped_by_time_budget'):
         allowed += ' (stopped by the time budget)'
-      text = (text + '. ' + allowed[0].upper() + allowed[1:]) if text else f'{m.name}: {allowed}'
+      text = (text + '. ' + allowed[0].upper() + allowed[1:]) if text else f'{m.title}: {allowed}'
     if text:
       points.append(text + '.')
   return points

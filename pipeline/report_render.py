@@ -71,7 +71,7 @@ def _comparison(run: RunResults) -> str:
 
 def _model(model) -> Dict[str, Any]:
   categories = len(get_path(model.metrics, 'classification.categories') or ())
-  return {'name': model.name,
+  return {'name': model.name, 'title': model.title,
           'per_category': report_tables.per_category(model),
           'confusions': report_tables.confusions(model),
           'layers': report_architecture.layers(model),
@@ -86,9 +86,9 @@ def _introduction(run: RunResults) -> Dict[str, Any]:
           'embedding_dim': first.get('embedding_dim'), 'queries': queries,
           'gallery': first.get('test_examples'),
           'random_map': report_tables.floors(run)['random_map'],
-          'names': [m.name for m in run.models],
-          'residual': [m.name for m in run.models if m.architecture.get('residual_additions')],
-          'plain': [m.name for m in run.models
+          'titles': [m.title for m in run.models],
+          'residual': [m.title for m in run.models if m.architecture.get('residual_additions')],
+          'plain': [m.title for m in run.models
                     if m.architecture.get('rows') and not m.architecture['residual_additions']]}
 
 

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from components.evaluator import confidence
+from models.architectures import title
 from pipeline import report_data
 from pipeline.report_data import get_path
 
@@ -70,7 +71,7 @@ def classification(run: report_data.RunResults) -> Table:
   for m in run.models:
     metrics = m.metrics
     train, test = metrics.get('train_accuracy'), metrics.get('test_accuracy')
-    rows.append([f'**{m.name}**', with_interval(metrics, 'train_accuracy'),
+    rows.append([f'**{m.title}**', with_interval(metrics, 'train_accuracy'),
                  with_interval(metrics, 'test_accuracy'),
                  with_interval(metrics, 'train_top5_accuracy'),
                  with_interval(metrics, 'test_top5_accuracy'),
@@ -84,7 +85,7 @@ def classification(run: report_data.RunResults) -> Table:
 
 def retrieval(run: report_data.RunResults) -> Table:
   """Each model's leave-one-out mAP (with its interval), P@10 and cosine mAP, then the floors."""
-  rows = [[f'**{m.name}**', with_interval(m.metrics, 'map'),
+  rows = [[f'**{m.title}**', with_interval(m.metrics, 'map'),
            num(get_path(m.metrics, 'retrieval.l2.precision_at_k.10')),
            num(m.metrics.get('map_cosine'))] for m in run.models]
   floor = floors(run)
@@ -102,7 +103,7 @@ def paired(run: report_data.RunResults, key: str) -> Optional[Table]:
   row = (run.comparison.get('paired_difference') or {}).get(key) or {}
   if row.get('difference') is None or row.get('ci95') is None:
     return None
-  first, second = run.comparison['models'][:2]
+  first, second = (title(name) for name in run.comparison['models'][:2])
   percent = 'accuracy' in key
   show = pct if percent else num
   difference = (f'{row["difference"] * 100:+.1f} pt' if percent else f'{row["difference"]:+.3f}')
@@ -168,7 +169,7 @@ NODE_ROLES = {
 
 def node_role(node_id: str) -> str:
   kind, _, model = node_id.partition('.')
-  return NODE_ROLES.get(kind, '').format(model=model)
+  return NODE_ROLES.get(kind, '').format(model=title(model))
 
 
 def wall_time(run: report_data.RunResults) -> Table:
@@ -226,4 +227,4 @@ def training_settings(run: report_data.RunResults) -> Table:
   keys = sorted(k for k in {k for m in run.models for k in m.training} - {'model_name', 'seed'}
                 if any(_applies(k, m.training) for m in run.models))
   rows = [[k.replace('_', ' ')] + [m.training.get(k, '') for m in run.models] for k in keys]
-  return Table(['training setting'] + [m.name for m in run.models], _cells(rows))
+  return Table(['training setting'] + [m.title for m in run.models], _cells(rows))

@@ -137,12 +137,14 @@ def test_paired_difference_from_the_embeddings(tmp_path):
   assert output.get_int_custom_property('test_accuracy_difference_significant') == 1
   with open(os.path.join(output.uri, comparison_executor.COMPARISON_MARKDOWN)) as f:
     markdown = f.read()
-  assert '## Paired difference (sknet - skresnet)' in markdown
+  # A reader sees the models' titles; comparison.json keeps the identifiers.
+  assert markdown.startswith('# skNet vs skResNet\n')
+  assert '## Paired difference (skNet - skResNet)' in markdown
   assert markdown.index('## Paired difference') < markdown.index('## Every metric')
   row = next(line for line in markdown.splitlines() if line.startswith('| test top-1 accuracy'))
   assert row.endswith('| yes |')
   # The table of metrics shows the same sign as the paired difference: first minus second.
-  assert '| difference (sknet - skresnet) |' in markdown
+  assert '| difference (skNet - skResNet) |' in markdown
   top1 = next(line for line in markdown.splitlines()
               if line.startswith('| `classification.test.top1`'))
   assert top1.split(' | ')[3] == f'{first["test_accuracy"] - second["test_accuracy"]:+.4f}'

@@ -97,7 +97,7 @@ def test_model_card_holds_metrics_data_training_and_lineage(pushed, smoke_regist
   assert abs((datetime.datetime.now(datetime.timezone.utc) - pushed_at).days) < 1
   with open(os.path.join(version.path, registry.MODEL_CARD_MARKDOWN)) as f:
     markdown = f.read()
-  assert f'# sknet version {version.version}' in markdown
+  assert f'# skNet version {version.version}' in markdown
   assert f'| map | {card["metrics"]["map"]:.4f} |' in markdown
 
 

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from models.architectures import title
 from pipeline import cli
 from pipeline import report
 from tests import report_fixtures as fixtures
@@ -71,12 +72,12 @@ def test_report_numbers_equal_the_metrics_artifacts(smoke_report, smoke_nodes):
   abstract = fixtures.section(markdown, '## Abstract')
   for model in config.models:
     metrics = _metrics(smoke_nodes, model)
-    row = fixtures.table_row(classification, f'**{model}**')
+    row = fixtures.table_row(classification, f'**{title(model)}**')
     for column, key in ((1, 'train_accuracy'), (2, 'test_accuracy'), (3, 'train_top5_accuracy'),
                         (4, 'test_top5_accuracy')):
       assert row[column] == fixtures.interval(metrics[key], metrics[f'{key}_ci95'],
                                               'accuracy' in key), key
-    row = fixtures.table_row(retrieval, f'**{model}**')
+    row = fixtures.table_row(retrieval, f'**{title(model)}**')
     assert row[1] == fixtures.interval(metrics['map'], metrics['map_ci95'], False)
     assert row[2] == f'{metrics["retrieval"]["l2"]["precision_at_k"]["10"]:.3f}'
     assert row[3] == f'{metrics["map_cosine"]:.3f}'
@@ -85,7 +86,8 @@ def test_report_numbers_equal_the_metrics_artifacts(smoke_report, smoke_nodes):
     # The per-category table: each category's AP as the Evaluator recorded it.
     for category, ap in metrics['retrieval']['l2']['per_category_ap'].items():
       if ap is not None:
-        assert f'| {category} | {ap:.3f} |' in markdown.split(f'**{model}**, per category')[1]
+        assert f'| {category} | {ap:.3f} |' in markdown.split(
+            f'**{title(model)}**, per category')[1]
   floors = _metrics(smoke_nodes, config.models[0])['floors']
   assert fixtures.table_row(retrieval, 'random ranking')[1] == f'{floors["random_map"]:.3f}'
   raw_pixels = f'raw {config.image_size}x{config.image_size} pixels (L2)'
@@ -105,7 +107,7 @@ def test_report_architecture_tables_are_the_exported_models(smoke_report, smoke_
     weights = {id(v): v for v in exported.variables}  # Each variable once.
     parameters = sum(int(v.shape.num_elements()) for v in weights.values())
     assert fixtures.table_row(architectures, 'parameters')[column] == f'{parameters:,}'
-    layers = architectures.split(f'**{model}**, layer by layer:')[1]
+    layers = architectures.split(f'**{title(model)}**, layer by layer:')[1]
     assert fixtures.table_row(layers, '**total**')[3] == f'**{parameters:,}**'
 
 
@@ -161,7 +163,7 @@ def test_report_setup_values_equal_the_run(smoke_report, smoke_nodes):
   for model in config.models:
     pushed = smoke_nodes[f'Pusher.{model}'].outputs['pushed_model'][0]
     version = pushed.custom_properties['pushed_version'].string_value
-    assert fixtures.table_row(deliverables, model)[1:3] == [
+    assert fixtures.table_row(deliverables, title(model))[1:3] == [
         f'`registry/{model}/{version}`', version]
 
 
@@ -191,7 +193,7 @@ def test_report_subcommand_regenerates_a_past_run(smoke_report, tmp_path, capsys
   assert str(out / report.REPORT_HTML) in capsys.readouterr().out
   again = (out / report.REPORT_MD).read_text()
   assert fixtures.FIGURE_LINK.findall(again) == fixtures.FIGURE_LINK.findall(markdown)
-  assert fixtures.table_row(again, '**sknet**') == fixtures.table_row(markdown, '**sknet**')
+  assert fixtures.table_row(again, '**skNet**') == fixtures.table_row(markdown, '**skNet**')
 
 
 @pytest.mark.e2e

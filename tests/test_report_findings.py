@@ -35,7 +35,7 @@ def test_a_lead_inside_overlapping_intervals_is_not_a_finding():
   second.metrics.update(test_top5_accuracy=0.977, test_top5_accuracy_ci95=[0.960, 0.990])
   points = report_findings.classification(small_run(first, second))
   top5, = [p for p in points if 'top-5' in p]
-  assert top5.startswith('sknet is ahead of skresnet on top-5 test accuracy: 99.0% against 97.7%')
+  assert top5.startswith('skNet is ahead of skResNet on top-5 test accuracy: 99.0% against 97.7%')
   assert 'separate 95% intervals overlap, which does not settle it' in top5
   second.metrics['test_top5_accuracy_ci95'] = [0.960, 0.970]
   top5, = [p for p in report_findings.classification(small_run(first, second)) if 'top-5' in p]
@@ -47,7 +47,7 @@ def test_a_lead_inside_overlapping_intervals_is_not_a_finding():
   assert p10.endswith('0.610 against 0.590 (no interval recorded).')
   # Chance once, for both models: 0.74 / (1/3) and 0.75 / (1/3).
   chance, = [p for p in points if p.startswith('Chance')]
-  assert 'sknet is right 2.2x as often, skresnet is right 2.2x as often' in chance
+  assert 'skNet is right 2.2x as often, skResNet is right 2.2x as often' in chance
 
 
 def test_cosine_against_l2_is_paired_over_each_models_queries():
@@ -61,23 +61,23 @@ def test_cosine_against_l2_is_paired_over_each_models_queries():
   run.comparison = _comparison(_paired(-0.01, -0.04, 0.02), _paired(0.04, 0.03, 0.05))
   points = report_distances.distances(run)
   assert points[0].startswith('Cosine distance (each embedding\'s length ignored) minus L2')
-  assert 'sknet +0.050 [' in points[0] and '], cosine better' in points[0]
-  assert 'skresnet +0.000 [' in points[0] and 'no measurable difference' in points[0]
-  assert points[1].startswith('Under cosine distance, sknet minus skresnet is +0.090')
+  assert 'skNet +0.050 [' in points[0] and '], cosine better' in points[0]
+  assert 'skResNet +0.000 [' in points[0] and 'no measurable difference' in points[0]
+  assert points[1].startswith('Under cosine distance, skNet minus skResNet is +0.090')
   assert points[1].endswith('the same verdict as with L2.')
   # Under cosine the two models' APs are about the same: an interval that includes 0
   # separates nothing, and reverses nothing.
   second.per_query = _per_query(l2 - 0.04, l2 + 0.05 + rng.normal(0, 0.01, 300))
   verdict = report_distances.distances(run)[1]
   assert verdict.endswith('the same direction as with L2, but under cosine this test set does '
-                          'not separate the models (sknet\'s lead under L2 exceeds its interval).')
+                          'not separate the models (skNet\'s lead under L2 exceeds its interval).')
   # Cosine clearly the other way round: the verdict depends on the distance.
   second.per_query = _per_query(l2 - 0.04, l2 + 0.1 + rng.normal(0, 0.01, 300))
   assert report_distances.distances(run)[1].endswith('depends on the distance the search uses.')
   # L2 does not separate them, cosine does.
   run.comparison = _comparison(_paired(-0.01, -0.04, 0.02), _paired(0.01, -0.01, 0.03))
   assert report_distances.distances(run)[1].endswith(
-      'skresnet is ahead by more than the uncertainty under cosine, though not under L2.')
+      'skResNet is ahead by more than the uncertainty under cosine, though not under L2.')
   # Queries without relevant drawings (NaN AP) are left out of the pairs.
   with_nan = np.where(np.arange(300) < 30, np.nan, l2)
   first.per_query = _per_query(with_nan, with_nan + 0.05)
@@ -93,8 +93,8 @@ def test_cosine_against_l2_is_paired_over_each_models_queries():
     m.per_query = {k: v for k, v in m.per_query.items() if k != 'ap_cosine'}
   first.metrics['map_cosine'], second.metrics['map_cosine'] = 0.52, 0.461
   assert report_distances.distances(run) == [
-      'sknet: cosine distance on normalised embeddings gives mAP 0.520, better than L2 (0.500).',
-      'skresnet: cosine distance gives the same mAP as L2 to within 0.005 (0.461 against 0.460).']
+      'skNet: cosine distance on normalised embeddings gives mAP 0.520, better than L2 (0.500).',
+      'skResNet: cosine distance gives the same mAP as L2 to within 0.005 (0.461 against 0.460).']
   assert report_conclusions.distance_choice(run) == ''
 
 
@@ -107,18 +107,18 @@ def test_whether_the_residual_design_paid_off():
   run = small_run(plain, residual)
   run.comparison = _comparison(_paired(-0.01, -0.04, 0.02), _paired(0.024, 0.018, 0.031))
   text = report_conclusions.residual_design(run)
-  assert text == ('The residual connections of skresnet did not pay off in this budget: skresnet '
+  assert text == ('The residual connections of skResNet did not pay off in this budget: skResNet '
                   'ran at 1.50x the FLOPs per image and 0.75x the training speed (images/s) of '
-                  'sknet, and sknet is better at similarity search by more than the '
+                  'skNet, and skNet is better at similarity search by more than the '
                   'uncertainty.')
   run.comparison = _comparison(_paired(-0.05, -0.08, -0.02), _paired(0.0, -0.01, 0.01))
   assert report_conclusions.residual_design(run).startswith(
-      'The residual connections of skresnet paid off for classification at 1.50x')
+      'The residual connections of skResNet paid off for classification at 1.50x')
   # Mixed: each model better at one job; both are said.
   run.comparison = _comparison(_paired(-0.05, -0.08, -0.02), _paired(0.024, 0.018, 0.031))
   assert report_conclusions.residual_design(run).endswith(
       'paid off for classification at 1.50x the FLOPs per image and 0.75x the training speed '
-      '(images/s) of sknet; sknet is better at similarity search.')
+      '(images/s) of skNet; skNet is better at similarity search.')
   # An exact tie on one job is no lead, not a reason to say nothing.
   residual.metrics['test_accuracy'] = plain.metrics['test_accuracy']
   run.comparison = _comparison(_paired(0.0, -0.03, 0.03), _paired(0.024, 0.018, 0.031))
@@ -140,7 +140,7 @@ def test_the_abstract_names_the_budget_the_machine_and_the_epochs():
                     epochs_reached=0.665))
   assert report_conclusions.abstract_budget(run) == (
       'Both were trained with the same budget, 35 minutes (at most 62,500 steps) on a 2-core AMD '
-      'EPYC CPU in mixed bfloat16, and reached 0.91 epochs (sknet) and 0.67 epochs (skresnet), '
+      'EPYC CPU in mixed bfloat16, and reached 0.91 epochs (skNet) and 0.67 epochs (skResNet), '
       'where the `full` profile trains 30 epochs: the numbers describe this budget, not the '
       'architectures trained to convergence.')
   one = small_run(run.models[0])
@@ -170,7 +170,7 @@ def test_the_train_test_gap_is_read_against_the_epochs_reached():
   over = trained_model('skresnet', {}, epochs_reached=2.0)
   over.metrics.update(train_accuracy=0.89, test_accuracy=0.75)
   points = report_findings.training_behaviour(small_run(under, over))
-  assert ('sknet recognises 51.2% of training drawings and 48.9% of the unseen test drawings, a '
+  assert ('skNet recognises 51.2% of training drawings and 48.9% of the unseen test drawings, a '
           'gap of +2.3 points: in 0.91 epochs no training drawing was seen twice' in points[0])
   assert 'gap of +14.0 points, above the 10 points this report reads as over-fitting' in (
       points[1])
@@ -183,5 +183,5 @@ def test_the_train_test_gap_is_read_against_the_epochs_reached():
   # One model: no 'both'.
   alone = trained_model('sknet', {}, last_learning_rate=0.0, peak_learning_rate=3e-4)
   assert report_findings.training_behaviour(small_run(alone))[-1] == (
-      'sknet\'s learning rate ended at 0.00e+00, 0.0% of the peak 3.00e-04, the end of the '
+      'skNet\'s learning rate ended at 0.00e+00, 0.0% of the peak 3.00e-04, the end of the '
       'schedule.')

@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 
+from models import architectures
+from pipeline import config as config_lib
 from pipeline import report_category_figures
 from pipeline import report_conclusions
 from pipeline import report_data
@@ -24,12 +26,12 @@ def test_classification_and_retrieval_tables_are_the_metrics_and_the_floors():
   first.metrics.update(test_accuracy_ci95=[0.75, 0.85], map_ci95=[0.44, 0.56])
   run = small_run(first, scored_model('skresnet', 0.7, 0.45))
   table = report_tables.classification(run)
-  assert table.row('**sknet**') == ['**sknet**', '90.0%', '80.0% [75.0, 85.0]', 'n/a', 'n/a',
+  assert table.row('**skNet**') == ['**skNet**', '90.0%', '80.0% [75.0, 85.0]', 'n/a', 'n/a',
                                     '+10.0 pt']
-  assert table.row('**skresnet**')[2] == '70.0%'  # No interval recorded: the value alone.
+  assert table.row('**skResNet**')[2] == '70.0%'  # No interval recorded: the value alone.
   assert table.row('chance')[1:3] == ['33.3%', '33.3%']
   table = report_tables.retrieval(run)
-  assert table.row('**sknet**') == ['**sknet**', '0.500 [0.440, 0.560]', 'n/a', '0.520']
+  assert table.row('**skNet**') == ['**skNet**', '0.500 [0.440, 0.560]', 'n/a', '0.520']
   assert table.row('random ranking')[1] == '0.330'
   assert table.row('raw 48x48 pixels (L2)')[1] == '0.400'
   # Without a raw-pixel floor, no row for it.
@@ -83,7 +85,16 @@ def test_wall_time_table_is_the_executions_times():
   assert [row[:3] for row in table.rows] == [['QuickDrawExampleGen', 'cached', '9'],
                                              ['Trainer.sknet', 'complete', '30'],
                                              ['**whole run**', '', '**40**']]
-  assert 'sknet' in table.row('Trainer.sknet')[3]  # Its role names the model.
+  assert 'fits skNet' in table.row('Trainer.sknet')[3]  # Its role names the model.
+
+
+def test_a_model_is_titled_as_the_specification_writes_it():
+  assert architectures.title('sknet') == 'skNet'
+  assert architectures.title('skresnet') == 'skResNet'
+  assert architectures.title('netA') == 'netA'  # Unknown: its identifier as it is.
+  assert set(architectures.TITLES) == set(config_lib.MODEL_NAMES)
+  model = scored_model('skresnet', 0.5, 0.5)
+  assert (model.name, model.title) == ('skresnet', 'skResNet')
 
 
 def test_a_lead_counts_only_beyond_the_intervals():
@@ -105,12 +116,12 @@ def test_statements_carry_the_runs_values():
   run = small_run(scored_model('sknet', 0.8, 0.5, train_accuracy=0.99, map_cosine=0.6),
              scored_model('skresnet', 0.7, 0.6, train_accuracy=0.72))
   classification = report_findings.classification(run)
-  accuracy = next(p for p in classification if p.startswith('sknet is ahead of skresnet'))
+  accuracy = next(p for p in classification if p.startswith('skNet is ahead of skResNet'))
   assert '80.0%' in accuracy and '70.0%' in accuracy
   training = report_findings.training_behaviour(run)
   gaps = {name: next(p for p in training if p.startswith(f'{name} recognises'))
-          for name in ('sknet', 'skresnet')}
-  assert '+19.0 points' in gaps['sknet'] and '+2.0 points' in gaps['skresnet']
+          for name in ('skNet', 'skResNet')}
+  assert '+19.0 points' in gaps['skNet'] and '+2.0 points' in gaps['skResNet']
   retrieval = report_findings.retrieval(run)
   assert '1.5x the random ranking (0.330)' in ' '.join(retrieval)  # 0.5 / 0.33
   # Only what was measured: no top-5, no cosine for skresnet, no confusion matrix.
@@ -119,7 +130,7 @@ def test_statements_carry_the_runs_values():
   assert sum('cosine distance' in p for p in points) == 1
   # The push statement: the thresholds and the failed check, from the blessing section.
   push = report_findings.push_statement(run)
-  assert 'sknet' in push.split('.')[0] and 'skresnet' not in push.split('.')[0]
+  assert 'skNet' in push.split('.')[0] and 'skResNet' not in push.split('.')[0]
   assert '75.0%' in push and '0.200' in push and '70.0% < 75.0%' in push
 
 
@@ -133,15 +144,15 @@ def test_conclusions_say_what_test_size_would_resolve_a_difference():
   assert '1,200 drawings (4.0x this one)' in statement
   recommendation = report_conclusions.recommendations(run)[0]
   assert recommendation == ('For classification, neither model is ahead by more than the '
-                            'uncertainty of the test set (sknet leads inside its interval).')
+                            'uncertainty of the test set (skNet leads inside its interval).')
   # With the exported models read, the cheaper one is named, by their FLOPs.
   run.models[0].architecture = {'forward_flops': 8e9}
   run.models[1].architecture = {'forward_flops': 4e9}
-  assert ('skresnet needs 50% fewer FLOPs per image than sknet (4.00 against 8.00 GFLOPs)'
+  assert ('skResNet needs 50% fewer FLOPs per image than skNet (4.00 against 8.00 GFLOPs)'
           in report_conclusions.recommendations(run)[0])
   assert report_conclusions.verdict(run).startswith(
-      'Verdict: the two models do not differ measurably at classification (sknet minus '
-      'skresnet: +2.0 points, 95% interval [-2.0, +6.0])')
+      'Verdict: the two models do not differ measurably at classification (skNet minus '
+      'skResNet: +2.0 points, 95% interval [-2.0, +6.0])')
 
 
 def test_the_page_is_derived_from_the_run_not_fixed_text():
@@ -190,9 +201,9 @@ def test_a_run_that_recorded_little_still_renders_what_it_did():
   run = report_data.RunResults('p', 'r1', 'm.sqlite', {}, {}, {}, [model], {}, '', {}, 64)
   text = report_render.render_markdown(run, {})
   assert fixtures.headings(text) == list(SECTIONS)
-  assert fixtures.table_row(text, '**sknet**')[1:3] == ['60.0%', '50.0%']
+  assert fixtures.table_row(text, '**skNet**')[1:3] == ['60.0%', '50.0%']
   retrieval = fixtures.section(text, '### 3.2')
-  assert fixtures.table_row(retrieval, '**sknet**')[1] == 'n/a'
+  assert fixtures.table_row(retrieval, '**skNet**')[1] == 'n/a'
   assert 'random ranking' not in text and 'Brackets' not in text
   assert 'per category (test split)' not in text and '| training |' not in text
   assert '| layer |' not in text  # No exported model read: no layer table.
@@ -292,3 +303,29 @@ def test_the_comparison_table_is_named_below_the_output_folder_however_the_run_n
                                  {}, 48)
     text = report_render.render_markdown(run, {})
     assert f'`{below}/comparison.md` in the run\'s output directory' in text, uri
+
+
+def test_the_training_curve_is_placed_on_the_images_trained_on():
+  from pipeline import report_figures
+
+  epochs = {'loss': [2.0, 1.0], 'accuracy': [0.3, 0.6], 'learning_rate': [2e-4, 0.0],
+            'val_loss': [2.2, 1.4], 'val_accuracy': [0.25, 0.5]}
+  fine = {'step': [10, 20, 30], 'images': [320, 640, 960], 'loss': [3.0, 2.0, 1.5],
+          'accuracy': [0.1, 0.3, 0.5], 'learning_rate': [1e-4, 2e-4, 1e-4]}
+
+  def model(history):
+    return report_data.ModelResults('sknet', {}, history, {}, {}, '')
+
+  # A recorded curve wins; validation stays at its epoch ends (500 drawings an epoch).
+  curve = report_figures._training_curve(model({'history': epochs, 'curve': fine,
+                                                'training_examples': 500}))
+  assert curve['images'] == [320, 640, 960] and curve['loss'] == [3.0, 2.0, 1.5]
+  assert curve['val_loss'] == [2.2, 1.4] and curve['val_loss_images'] == [500, 1000]
+  # Without one (a run recorded before it, or a one-point curve): the epoch rows.
+  for history in ({'history': epochs, 'training_examples': 500},
+                  {'history': epochs, 'training_examples': 500,
+                   'curve': {'images': [320], 'loss': [3.0]}}):
+    curve = report_figures._training_curve(model(history))
+    assert curve['images'] == [500, 1000] and curve['accuracy'] == [0.3, 0.6]
+    assert curve['learning_rate'] == [2e-4, 0.0]
+  assert report_figures._training_curve(model({})) == {}

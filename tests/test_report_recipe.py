@@ -20,10 +20,10 @@ def test_training_tables_and_budget_come_from_settings_and_histories():
   assert table.row('budget')[1:] == ['35 minutes (at most 20 epochs)'] * 2
   assert report_tables.training_settings(run).row('epochs')[1:] == ['20', '20']
   sentence = report_findings.budget(run)
-  assert '35 minutes' in sentence and 'sknet 0.71' in sentence and 'skresnet 0.43' in sentence
+  assert '35 minutes' in sentence and 'skNet 0.71' in sentence and 'skResNet 0.43' in sentence
   unequal = small_run(trained_model('sknet', {'epochs': 3}),
                       trained_model('skresnet', {'epochs': 2}))
-  assert 'sknet: 3 epochs; skresnet: 2 epochs' in report_findings.budget(unequal)
+  assert 'skNet: 3 epochs; skResNet: 2 epochs' in report_findings.budget(unequal)
 
 
 def test_the_recipe_reads_the_trainers_schedule_and_budget_when_recorded():
@@ -91,11 +91,11 @@ def test_the_budget_and_schedule_in_words_whatever_ends_training():
     assert fact in sentence, fact
   assert report_recipe.statements(small_run(trained_model('skresnet', {}))) == []
   ending = report_findings.training_behaviour(small_run(ran))
-  assert 'sknet\'s learning rate ended at 0.00e+00, 0.0% of the peak 1.00e-03, the end of the ' \
+  assert 'skNet\'s learning rate ended at 0.00e+00, 0.0% of the peak 1.00e-03, the end of the ' \
          'schedule.' in ending
   # The conclusions' scale: the budget as asked when the history has no epochs reached.
   images = small_run(trained_model('sknet', {'epochs': 0, 'training_images': 2000}))
-  assert 'trained sknet: 2,000 images' in report_conclusions.scale_statement(images)
+  assert 'trained skNet: 2,000 images' in report_conclusions.scale_statement(images)
 
 
 def test_training_behaviour_reads_the_loss_curve():
@@ -103,11 +103,11 @@ def test_training_behaviour_reads_the_loss_curve():
   flat = trained_model('skresnet', {'epochs': 2}, history={'loss': [1.0, 0.999]},
                        epochs_reached=2.0, stopped_by_time_budget=True)
   points = report_findings.training_behaviour(small_run(falling, flat))
-  assert ('sknet\'s mean training loss went from 1.000 in epoch 1 to 0.800 in epoch 2 (-20.0%).'
+  assert ('skNet\'s mean training loss went from 1.000 in epoch 1 to 0.800 in epoch 2 (-20.0%).'
           in points)
-  assert ('skresnet\'s mean training loss went from 1.000 in epoch 1 to 0.999 in epoch 2 '
+  assert ('skResNet\'s mean training loss went from 1.000 in epoch 1 to 0.999 in epoch 2 '
           '(-0.1%).' in points)
-  assert any('skresnet was stopped by its time budget after 2.00 epochs' in p for p in points)
+  assert any('skResNet was stopped by its time budget after 2.00 epochs' in p for p in points)
 
 
 def test_the_scale_statement_follows_the_full_profile():

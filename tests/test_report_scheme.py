@@ -93,7 +93,7 @@ def test_each_section_holds_the_runs_numbers(scheme_report):
   assert fixtures.table_row(training, 'learning rate at the end')[1:] == [
       f'{h["last_learning_rate"]:.2e}'] * 2
   # The recipe in words: optimizer, schedule, the budget and that all of it ran.
-  recipe = next(line for line in training.splitlines() if line.startswith('- sknet: '))
+  recipe = next(line for line in training.splitlines() if line.startswith('- skNet: '))
   assert h['steps'] == h['budget']['total_steps']
   for fact in ('Adam', f'first {h["warmup_fraction"]:.0%} of the budget',
                f'peak {h["peak_learning_rate"]:.2e}', 'linear decay to zero', h['precision'],
@@ -121,14 +121,31 @@ def test_the_architecture_tables_match_the_models_parameter_counts(scheme_report
     anatomy, parameters = fixtures.anatomy(model.name, 10, 32)
     assert sum(row['parameters'] for row in anatomy['rows']) == parameters
     assert summary[column] == f'{parameters:,}'
-    layers = architectures.split(f'**{model.name}**, layer by layer:')[1]
+    layers = architectures.split(f'**{model.title}**, layer by layer:')[1]
     assert fixtures.table_row(layers, '**total**')[3] == f'**{parameters:,}**'
     assert fixtures.table_row(layers, '`fc_1`')[2] == '1024'
   # skResNet's six residual additions, each naming what it adds; skNet has none.
   assert fixtures.table_row(architectures, 'residual additions')[1:] == ['0', '6']
-  resnet = architectures.split('**skresnet**, layer by layer:')[1]
+  resnet = architectures.split('**skResNet**, layer by layer:')[1]
   assert fixtures.table_row(resnet, '`residual_1`')[-1] == (
       'residual addition: conv2_2 + maxpool_1')
+
+
+def test_the_reader_sees_the_models_titles_the_ids_keep_their_identifiers(scheme_report):
+  """skNet and skResNet, as the specification writes them, wherever the text names a model;
+  the lowercase identifiers only in node ids, registry paths, code and figure files."""
+  _, _, markdown, _ = scheme_report
+  headline = markdown.splitlines()[0]
+  assert headline.endswith(': skNet against skResNet')
+  assert 'sknet' not in headline and 'skresnet' not in headline
+  assert 'Which of two convolutional networks, skNet and skResNet, is better' in (
+      fixtures.section(markdown, '## Abstract'))
+  prose = [line for line in markdown.splitlines() if not line.startswith(('|', '!['))
+           and not re.search(r'from_registry|registry/', line)]
+  assert [line for line in prose if re.search(r'\bsk(res)?net\b', line)] == []
+  activity = fixtures.section(markdown, '### 2.1')
+  assert fixtures.table_row(activity, 'Trainer.sknet')[2].startswith('fitted skNet: ')
+  assert '![Confusion matrix, skResNet](figures/confusion_skresnet.png)' in markdown
 
 
 def test_the_anatomy_of_an_exported_model_is_the_built_ones(tmp_path):
@@ -148,12 +165,12 @@ def test_the_deliverables_name_the_pushed_model_and_code_that_fits_the_serving_a
   from serving import search  # pylint: disable=g-import-not-at-top
   run, _, markdown, _ = scheme_report
   deliverables = fixtures.section(markdown, '## 5. Deliverables')
-  assert fixtures.table_row(deliverables, 'sknet')[1:4] == ['`registry/sknet/3`', '3',
+  assert fixtures.table_row(deliverables, 'skNet')[1:4] == ['`registry/sknet/3`', '3',
                                                             '50 drawings (test)']
   # Its signatures, from its model card: skresnet was not pushed, so not named.
   for name, spec in fixtures.CARD_SIGNATURES.items():
     row = fixtures.table_row(deliverables, f'`{name}`')
-    assert row[2] == ', '.join(f'`{o}`' for o in spec['outputs']) and row[3] == 'sknet v3'
+    assert row[2] == ', '.join(f'`{o}`' for o in spec['outputs']) and row[3] == 'skNet v3'
   code = re.search(r'```python\n(.*?)\n```', deliverables, re.S).group(1)
   assert len(code.splitlines()) == 3
   tree = ast.parse(code)

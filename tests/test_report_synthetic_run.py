@@ -50,11 +50,11 @@ def test_results_tables_show_the_intervals(hundred_categories):
   retrieval = fixtures.section(markdown, '### 3.2')
   for model in run.models:
     metrics = model.metrics
-    row = fixtures.table_row(classification, f'**{model.name}**')
+    row = fixtures.table_row(classification, f'**{model.title}**')
     assert row[2] == fixtures.interval(metrics['test_accuracy'], metrics['test_accuracy_ci95'],
                                        True)
     assert re.fullmatch(r'\d+\.\d% \[\d+\.\d, \d+\.\d\]', row[1])  # Train accuracy.
-    row = fixtures.table_row(retrieval, f'**{model.name}**')
+    row = fixtures.table_row(retrieval, f'**{model.title}**')
     assert row[1] == fixtures.interval(metrics['map'], metrics['map_ci95'], False)
   method = run.models[0].metrics['ci95_method']
   assert f'{method["resamples"]} resamples, seed {method["seed"]}' in markdown
@@ -73,7 +73,7 @@ def test_results_and_verdict_carry_the_paired_difference(hundred_categories):
   assert f'over {paired["units"]} test drawings' in classification
   assert fixtures.table_row(classification, 'test top-1 accuracy')[-1] == 'yes'
   conclusions = fixtures.section(markdown, '## 4. Conclusions')
-  assert 'sknet is the better model for both classification and similarity search' in conclusions
+  assert 'skNet is the better model for both classification and similarity search' in conclusions
 
 
 def test_conclusion_without_a_real_difference(tmp_path):
@@ -103,5 +103,5 @@ def test_conclusion_from_the_models_own_intervals_without_a_paired_one(tmp_path)
     for key in evaluation_outputs.INTERVALS:
       del model.metrics[key]
   assert report_findings.difference_statements(run) == []
-  row = report_tables.classification(run).row('**sknet**')
+  row = report_tables.classification(run).row('**skNet**')
   assert row[2] == f'{run.models[0].metrics["test_accuracy"]:.1%}'

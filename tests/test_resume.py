@@ -79,6 +79,10 @@ def test_a_killed_training_resumes_from_its_checkpoint(data, tmp_path):
   # One history row per epoch over both attempts, not only the resumed ones.
   assert len(summary['history']['loss']) == 40
   assert summary['epochs_reached'] == pytest.approx(40)
+  # The training curve (a point every step at 6 steps an epoch) over both attempts, each step
+  # once: the points after the last checkpoint were redone, not repeated.
+  assert summary['curve']['step'] == list(range(1, total + 1))
+  assert summary['curve']['images'] == [8 * step for step in range(1, total + 1)]
   # The resumed attempt continued the same schedule: at the end of epoch e of 40 the linear
   # rate is 1e-3 x (1 - e/40), in both attempts, and zero at the end of the budget.
   expected = [1e-3 * (1 - epoch / 40) for epoch in range(1, 41)]

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from components.evaluator import confidence
 from components.evaluator.outputs import load_per_query, read_metrics
+from models import architectures
 
 COMPARISON_JSON = 'comparison.json'
 COMPARISON_MARKDOWN = 'comparison.md'
@@ -92,11 +93,18 @@ def _difference(value: Optional[float], points: bool) -> str:
   return f'{value * 100:+.1f} pt' if points else f'{value:+.3f}'
 
 
+def _title(name: str) -> str:
+  """The model's name as a reader sees it ('skNet', 'skNet (first)'); comparison.json keeps
+  the identifiers."""
+  model, bracket, rest = name.partition(' (')
+  return architectures.title(model) + bracket + rest
+
+
 def _paired_lines(comparison: Dict) -> List[str]:
   paired = comparison.get('paired_difference')
   if not paired:
     return []
-  names = comparison['models']
+  names = [_title(name) for name in comparison['models']]
   lines = ['', f"## Paired difference ({names[0]} - {names[1]})", '',
            # Self-contained without its heading (the report drops the headings).
            f"Paired difference {names[0]} - {names[1]}: 95% percentile bootstrap over the "
@@ -125,13 +133,14 @@ def _cell(value: Optional[float], signed: bool = False) -> str:
 def _table(rows: List[Dict], names: List[str]) -> List[str]:
   # First minus second, as the paired difference shows it (the rows' `difference` is the
   # reverse, kept for schema 1 readers).
-  lines = [f'| metric | {names[0]} | {names[1]} | difference ({names[0]} - {names[1]}) | better |',
-           '| --- | ---: | ---: | ---: | --- |']
+  first_title, second_title = _title(names[0]), _title(names[1])
+  lines = [f'| metric | {first_title} | {second_title} | difference ({first_title} - '
+           f'{second_title}) | better |', '| --- | ---: | ---: | ---: | --- |']
   for row in rows:
     first, second = row['values'][names[0]], row['values'][names[1]]
     difference = None if first is None or second is None else first - second
     lines.append(f"| `{row['metric']}` | {_cell(first)} | {_cell(second)} | "
-                 f"{_cell(difference, True)} | {row['better'] or ''} |")
+                 f"{_cell(difference, True)} | {_title(row['better'] or '')} |")
   return lines
 
 
@@ -140,10 +149,11 @@ def to_markdown(comparison: Dict) -> str:
   by_metric = {row['metric']: row for row in comparison['rows']}
   headline = [by_metric[path] for path in HEADLINE_ROWS if path in by_metric]
   wins = comparison['wins']
-  lines = [f'# {names[0]} vs {names[1]}', '',
-           f"Better on {wins[names[0]]} metrics: {names[0]}; on {wins[names[1]]}: {names[1]}; "
+  first, second = _title(names[0]), _title(names[1])
+  lines = [f'# {first} vs {second}', '',
+           f"Better on {wins[names[0]]} metrics: {first}; on {wins[names[1]]}: {second}; "
            f"ties: {wins['tie']}. Blessed: " + ', '.join(
-               f'{n} {"yes" if comparison["blessed"][n] else "no"}' for n in names) + '.',
+               f'{_title(n)} {"yes" if comparison["blessed"][n] else "no"}' for n in names) + '.',
            'Retrieval is leave-one-out on the test split; L2 on fc_1 is the metric, cosine an '
            'extra; floors are context (same data for both models). Schema: docs/metrics.md.',
            '', '## Headline', ''] + _table(headline, names) + _paired_lines(comparison) + [

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfx import types
 
 from components.example_gen import outputs as example_gen_outputs
+from models import architectures
 from models import training_outputs
 
 # The project's checkout: its git commit is the pushed code's version.
@@ -74,7 +75,7 @@ def _training_line(run: Optional[Dict[str, Any]]) -> str:
 def model_card_markdown(card: Dict[str, Any]) -> str:
   """A short human-readable card; model_card.json has everything."""
   metrics = card.get('metrics') or {}
-  lines = [f'# {card["model_name"]} version {card["version"]}', '',
+  lines = [f'# {architectures.title(card["model_name"])} version {card["version"]}', '',
            f'Pushed {card["pushed_at"]} from pipeline run '
            f'`{card["lineage"].get("pipeline_run_id")}`, code '
            f'`{(card.get("code_version") or {}).get("git_commit") or "unknown"}`.', '',
