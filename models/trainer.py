@@ -32,7 +32,6 @@ from models import signatures
 from models import training_callbacks
 from models.training_outputs import HISTORY_FILE, TRAINING_RUN_FILE, TRAINING_RUN_KEYS
 
-_SHUFFLE_BUFFER = 10_000
 # A killed Trainer loses at most this much training (checkpoints also at every epoch end).
 CHECKPOINT_SECONDS = 180.0
 # Points of history.json's training curve per epoch (a point every 5,000 images of the spec's
@@ -47,13 +46,20 @@ def _in_validation(drawing_id: tf.Tensor, validation_percent: int) -> tf.Tensor:
   return tf.strings.to_hash_bucket_fast(drawing_id, _VALIDATION_BUCKETS) < validation_percent
 
 
+def shuffle_buffer_size(setting: int, records: int) -> int:
+  """The training stream's shuffle buffer: `setting`, or with 0 every record of the split.
+  ExampleGen writes the drawings grouped by category, so only a buffer as large as the split
+  shuffles them uniformly (its raw records, a few KB each: about 0.3 GB at 100,000)."""
+  return setting if setting > 0 else max(records, 1)
+
+
 def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int, shuffle: bool,
-             seed: int, part: str = 'all', validation_percent: int = 0,
+             seed: int, shuffle_buffer: int = 1, part: str = 'all', validation_percent: int = 0,
              augmentation: Optional[augmentation_lib.Augmentation] = None,
              repeat: bool = False, skip_batches: int = 0) -> tf.data.Dataset:
   """(image, label) batches, one pass over the files (or endless passes with `repeat`, each
-  reshuffled by the seed); the transform graph runs in tf.data.
+  reshuffled by the seed among `shuffle_buffer` records); the transform graph runs in tf.data.
 
   `part` is 'all', or 'train' / 'validation' for the two sides of the validation split.
   `skip_batches` drops the first batches of the stream before they are decoded: a resumed
@@ -63,7 +69,7 @@ def _dataset(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle,
-                                     shuffle_seed=seed, shuffle_buffer_size=_SHUFFLE_BUFFER,
+                                     shuffle_seed=seed, shuffle_buffer_size=shuffle_buffer,
                                      num_epochs=1),
       tf_transform_output.raw_metadata.schema)
   if part != 'all' and validation_percent > 0:
@@ -196,13 +202,15 @@ def train(fn_args: tfx.components.FnArgs,
       stroke_jitter=float(config.get('augment_stroke_jitter', 0.0))
   ) if config.get('augment') else None
 
-  def data(part, shuffle=True, data_seed=seed, augment=None, **stream):
-    return _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
-                    shuffle=shuffle, seed=data_seed, part=part,
-                    validation_percent=validation_percent, augmentation=augment, **stream)
-
   num_train, num_validation = _count_examples(fn_args.train_files, fn_args.data_accessor,
                                               tf_transform_output, validation_percent)
+  buffer = shuffle_buffer_size(int(config.get('shuffle_buffer', 0)), num_train + num_validation)
+
+  def data(part, shuffle=True, data_seed=seed, augment=None, **stream):
+    return _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
+                    shuffle=shuffle, seed=data_seed, shuffle_buffer=buffer, part=part,
+                    validation_percent=validation_percent, augmentation=augment, **stream)
+
   budget = budget_lib.training_budget(epochs, int(config.get('training_images', 0)),
                                       budget_seconds / 60, num_train, batch_size)
   steps_per_epoch = budget.steps_per_epoch

@@ -28,17 +28,22 @@ def _training_curve(model: report_data.ModelResults) -> Dict[str, List[float]]:
   per_epoch = model.history.get('training_examples') or (
       round(model.history.get('images_seen', 0) / reached) if reached else 0)
   lengths = [len(v) for v in epochs.values() if isinstance(v, list)]
+  # Where each epoch row was logged: at an epoch's end, the last one where training stopped
+  # (a budget can end inside an epoch).
+  ends = [per_epoch * (e + 1) for e in range(max(lengths, default=0))]
+  if ends and model.history.get('images_seen'):
+    ends[-1] = min(ends[-1], model.history['images_seen'])
   columns: Dict[str, List[float]] = {}
   if len(curve.get('images') or []) >= 2:
     columns = {k: list(v) for k, v in curve.items() if k != 'step'}
-  elif lengths and per_epoch:
-    columns = {'images': [per_epoch * (e + 1) for e in range(max(lengths))],
+  elif ends and per_epoch:
+    columns = {'images': ends,
                **{k: list(v) for k, v in epochs.items() if not k.startswith('val_')}}
   if columns and per_epoch:  # Validation is measured at epoch ends only.
     for key in ('val_loss', 'val_accuracy'):
       if isinstance(epochs.get(key), list):
         columns[key] = list(epochs[key])
-        columns[key + '_images'] = [per_epoch * (e + 1) for e in range(len(epochs[key]))]
+        columns[key + '_images'] = ends[:len(epochs[key])]
   return columns
 
 

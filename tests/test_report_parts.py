@@ -328,4 +328,8 @@ def test_the_training_curve_is_placed_on_the_images_trained_on():
     curve = report_figures._training_curve(model(history))
     assert curve['images'] == [500, 1000] and curve['accuracy'] == [0.3, 0.6]
     assert curve['learning_rate'] == [2e-4, 0.0]
+  # A budget that ended inside the second epoch: its row is where training stopped.
+  curve = report_figures._training_curve(model({'history': epochs, 'training_examples': 500,
+                                                'images_seen': 740}))
+  assert curve['images'] == [500, 740] and curve['val_accuracy_images'] == [500, 740]
   assert report_figures._training_curve(model({})) == {}
