@@ -222,6 +222,12 @@ def _trainer_input(pipeline_root: str):
   return [os.path.join(examples.uri, 'Split-train', '*')], accessor, transform_output
 
 
+def _whole_split(files, accessor, transform_output) -> int:
+  """The Trainer's shuffle buffer for these files: every record of the split."""
+  count = trainer._count_examples  # pylint: disable=protected-access
+  return trainer.shuffle_buffer_size(0, sum(count(files, accessor, transform_output, 0)))
+
+
 def cmd_teardown(args) -> dict:
   """How long fit() takes to return after its last step, on the Trainer's repeated input with
   tf.data autotuning on and off: the autotuning thread holds the iterator's destructor.
@@ -229,6 +235,7 @@ def cmd_teardown(args) -> dict:
   The model is a small one, so the input pipeline does most of the work, as on 2 cores.
   """
   files, accessor, transform_output = _trainer_input(args.pipeline_root)
+  buffer = _whole_split(files, accessor, transform_output)
 
   class EndOfTraining(keras.callbacks.Callback):
 
@@ -237,7 +244,7 @@ def cmd_teardown(args) -> dict:
 
   def fit_once(autotune: bool):
     dataset = trainer._dataset(files, accessor, transform_output, args.batch_size,  # pylint: disable=protected-access
-                               shuffle=True, seed=0, repeat=True)
+                               shuffle=True, seed=0, shuffle_buffer=buffer, repeat=True)
     options = tf.data.Options()
     options.autotune.enabled = autotune
     model = keras.Sequential([
@@ -266,11 +273,13 @@ def cmd_input(args) -> dict:
   """The Trainer's tf.data input (raw PNG examples -> transform graph -> batches) against the
   same model fed one in-memory batch, on the examples and transform graph of a pipeline run."""
   files, accessor, transform_output = _trainer_input(args.pipeline_root)
+  buffer = _whole_split(files, accessor, transform_output)
 
   def pipeline_input(augmentation=None):
     # Repeated so a timing never waits on the end of the (small) smoke split.
     return iter(trainer._dataset(files, accessor, transform_output, args.batch_size,  # pylint: disable=protected-access
-                                 shuffle=True, seed=0, augmentation=augmentation)
+                                 shuffle=True, seed=0, shuffle_buffer=buffer,
+                                 augmentation=augmentation)
                 .unbatch().repeat().batch(args.batch_size, drop_remainder=True))
 
   # The input pipeline alone: how many images/s it can deliver with the whole machine.

@@ -186,7 +186,7 @@ def plot(result: dict, path: str) -> None:
   for run in result['runs']:
     points = [(0, 0.0)] + [(p['images'], p['test_accuracy']) for p in run['curve']]
     axes.plot(*zip(*points), marker='o', markersize=3,
-              label=f'{run["model"]} {run["variant"]} (seed {run["seed"]}): '
+              label=f'{architectures.title(run["model"])} {run["variant"]} (seed {run["seed"]}): '
                     f'{100 * run["test_accuracy"]:.1f}%')
   config = result['config']
   axes.set(xlabel='training images seen', ylabel='test top-1 accuracy',

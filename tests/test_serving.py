@@ -176,7 +176,7 @@ def test_cli_lists_models_and_shows_a_card(pushed, capsys):
   assert json.loads(capsys.readouterr().out) == version.card
   assert cli.main(['models', 'sknet', '--version', str(version.version),
                    '--registry', config.registry_dir]) == 0
-  assert f'# sknet version {version.version}' in capsys.readouterr().out
+  assert f'# skNet version {version.version}' in capsys.readouterr().out
 
 
 @pytest.mark.e2e
