@@ -151,12 +151,18 @@ def fit(model: keras.Model, batches_from, steps_per_epoch: int, total_steps: int
     epochs_logged = state.epochs
   else:
     epochs_logged = [{'epoch': i + 1, **logs} for i, logs in enumerate(_history_rows(model))]
-  history: Dict[str, List[float]] = {}
-  for row in epochs_logged:
+  return as_columns(epochs_logged, leave_out=('epoch',))
+
+
+def as_columns(rows: List[Dict], leave_out: Tuple[str, ...] = ()) -> Dict[str, List[float]]:
+  """Rows of logs ([{'loss': 2.0, ...}, ...]) as columns ({'loss': [2.0, ...], ...}), the
+  shape history.json keeps its epoch rows and training curve in."""
+  columns: Dict[str, List[float]] = {}
+  for row in rows:
     for key, value in row.items():
-      if key != 'epoch':
-        history.setdefault(key, []).append(value)
-  return history
+      if key not in leave_out:
+        columns.setdefault(key, []).append(value)
+  return columns
 
 
 def fit_segments(start: int, steps_per_epoch: int,

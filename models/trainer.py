@@ -298,7 +298,7 @@ def train(fn_args: tfx.components.FnArgs,
   summary = {
       'model_name': name, 'num_classes': num_classes, 'epochs': epochs,
       'batch_size': batch_size, 'history': history,
-      'curve': training_callbacks.curve_columns(curve.points),
+      'curve': resume_lib.as_columns(curve.points),
       'images_per_second': throughput.images_per_second,
       'training_examples': num_train, 'validation_examples': num_validation,
       'best_epoch': best.best_epoch + 1 if best else None,

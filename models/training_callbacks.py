@@ -94,16 +94,6 @@ class TrainingCurve(keras.callbacks.Callback):
                    point.get('accuracy', math.nan), point['learning_rate'])
 
 
-def curve_columns(points: List[Dict[str, float]]) -> Dict[str, List[float]]:
-  """The points as columns ({'images': [...], 'loss': [...], ...}), as history.json keeps its
-  epoch rows."""
-  columns: Dict[str, List[float]] = {}
-  for point in points:
-    for key, value in point.items():
-      columns.setdefault(key, []).append(value)
-  return columns
-
-
 class BestEpoch(keras.callbacks.Callback):
   """Keeps the weights of the epoch with the lowest validation loss and restores them at the
   end; stops after `patience` epochs without improvement (0 = never stops early)."""

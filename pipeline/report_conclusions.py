@@ -1,9 +1,10 @@
 """The report's verdict (in the Abstract) and Conclusions: which model for which job on this
 evidence, what limits the evidence, and what would change it.
 
-Each sentence is built from the run's values: the leads and whether they exceed their 95%
-intervals (report_findings.lead), the test set's size and interval widths, the budget against
-the `full` profile's, the models' FLOPs; a sentence whose values are missing is left out.
+Each sentence is built from a pipeline run's recorded values: the leads and whether they
+exceed their 95% intervals (report_findings.lead), the test set's size and interval widths,
+the budget against the `full` profile's, the models' FLOPs; a sentence whose values are
+missing is left out.
 """
 import dataclasses
 from typing import List, Optional

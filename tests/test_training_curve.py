@@ -22,6 +22,7 @@ def _model_and_batches():
 
 
 def test_points_average_the_steps_since_the_previous_point_across_epochs():
+  from models import resume
   from models import training_callbacks
 
   model, batches, features, labels = _model_and_batches()
@@ -37,7 +38,7 @@ def test_points_average_the_steps_since_the_previous_point_across_epochs():
     assert point['accuracy'] == pytest.approx(np.mean([per_batch[i][1] for i in window]),
                                               rel=1e-5)
     assert point['learning_rate'] == 0.0
-  columns = training_callbacks.curve_columns(curve.points)
+  columns = resume.as_columns(curve.points)
   assert columns['step'] == [3, 6]
   assert columns['loss'] == [p['loss'] for p in curve.points]
 
